@@ -1,1 +1,8 @@
-"""ssamba.pretrain"""
+"""ssamba.pretrain: masked-patch self-supervised pretraining (SSAST/SSAMBA objectives)."""
+
+from ssamba.pretrain.masking import batch_masks, cluster_mask_indices, random_mask_indices
+from ssamba.pretrain.objectives import info_nce, patch_mse, prediction_head
+from ssamba.pretrain.task import MaskedPatchConfig, MaskedPatchPretraining
+
+__all__ = ["batch_masks", "cluster_mask_indices", "random_mask_indices", "info_nce", "patch_mse",
+           "prediction_head", "MaskedPatchConfig", "MaskedPatchPretraining"]

@@ -1,0 +1,151 @@
+"""Training configuration: the ``TrainConfig`` dataclass, YAML loading and ``key=value`` overrides.
+
+A run config is a nested mapping of sections (``model``, ``pretrain``, ``data``, ``train`` ...);
+each section fills a dataclass. Overrides use dotted keys (``train.lr=5e-4``); values are parsed
+as YAML scalars, so ``true``, ``1e-4`` and ``[0.9, 0.99]`` work as expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from ssamba.errors import ConfigError
+
+T = TypeVar("T")
+
+SCHEDULES = ("plateau", "cosine", "constant")
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass
+class TrainConfig:
+    """Optimiser, schedule and loop settings shared by pretraining, fine-tuning and probing.
+
+    Defaults follow the SSAST/SSAMBA pretraining recipe (AdamW 1e-4, wd 5e-8, betas 0.95/0.999,
+    1000 warm-up steps, LR halved when the monitored loss stops improving).
+    ``plateau_every``: steps between plateau checks (on the eval loss when there is eval data,
+    else the mean training loss of the window). ``max_steps`` (optimizer steps) bounds the run
+    as well as ``epochs``; whichever comes first ends it.
+    """
+
+    seed: int = 0
+    epochs: int = 10
+    max_steps: int | None = None
+    batch_size: int = 64
+    lr: float = 1e-4
+    weight_decay: float = 5e-8
+    betas: tuple[float, float] = (0.95, 0.999)
+    warmup_steps: int = 1000
+    schedule: str = "plateau"
+    plateau_every: int = 4000
+    plateau_patience: int = 2
+    plateau_factor: float = 0.5
+    min_lr: float = 0.0
+    grad_clip: float | None = None
+    grad_accum: int = 1
+    precision: str = "fp32"
+    device: str = "auto"
+    num_workers: int = 2
+    num_threads: int | None = None
+    log_every: int = 1
+    checkpoint_every: int = 1000
+    keep_last: int = 3
+    progress: bool = True
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(float(b) for b in self.betas)  # YAML gives lists
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"train.schedule={self.schedule!r}: must be one of {', '.join(SCHEDULES)}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"train.precision={self.precision!r}: must be one of {', '.join(PRECISIONS)}")
+        for name in ("batch_size", "grad_accum", "checkpoint_every", "log_every", "plateau_every"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"train.{name}={getattr(self, name)}: must be a positive integer")
+        if self.lr <= 0:
+            raise ConfigError(f"train.lr={self.lr}: must be positive")
+        if self.keep_last < 1:
+            raise ConfigError(f"train.keep_last={self.keep_last}: must be at least 1")
+
+
+def from_dict(cls: type[T], values: dict[str, Any] | None, section: str) -> T:
+    """Build dataclass ``cls`` from ``values``; unknown keys raise ConfigError naming ``section.key``."""
+    values = dict(values or {})
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{section}.{unknown[0]}: unknown setting (known: {', '.join(sorted(known))})")
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ConfigError(f"{section}: {exc}") from None
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """A JSON/YAML-friendly dict of a dataclass (tuples become lists)."""
+    def clean(v):
+        if isinstance(v, tuple):
+            return [clean(x) for x in v]
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        return v
+    return {k: clean(v) for k, v in dataclasses.asdict(obj).items()}
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file into a dict; missing or malformed files raise ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return _numbers(data)
+
+
+def _numbers(value: Any) -> Any:
+    """Turn strings such as '1e-4' (YAML 1.1 reads them as strings) into floats, recursively."""
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    if isinstance(value, str):
+        try:
+            return float(value) if any(c in value for c in "eE.") else value
+        except ValueError:
+            return value
+    return value
+
+
+def apply_overrides(config: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """Return a copy of ``config`` with dotted ``key=value`` overrides applied (values parsed as YAML)."""
+    import copy
+
+    result = copy.deepcopy(config)
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. train.lr=5e-4")
+        try:
+            value = _numbers(yaml.safe_load(raw)) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        node = result
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {part} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return result

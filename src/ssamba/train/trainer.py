@@ -1,0 +1,444 @@
+"""The one training loop: pretraining, fine-tuning and probing differ only by the task and config.
+
+A *task* is an ``nn.Module`` whose ``forward(batch)`` returns a dict with a scalar ``loss`` and any
+scalar metrics. Optionally it has ``generators() -> {name: torch.Generator}`` (e.g. the masking
+RNG) whose states are seeded per rank and saved with checkpoints.
+
+The trainer does: AdamW, linear warm-up then plateau halving or cosine decay, gradient
+accumulation and clipping, optional bf16 autocast, DDP under torchrun (rank 0 logs and saves),
+``metrics.csv`` per optimizer step (+ TensorBoard when installed), a tqdm bar, a loss-curve PNG at
+the end, and atomic checkpoints that resume bit-exactly (data order is a function of
+``(seed, epoch)``; the position inside the epoch and all RNG states are restored).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import logging
+import math
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, IterableDataset
+
+from ssamba.errors import ConfigError, TrainingError
+from ssamba.train.checkpointing import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from ssamba.train.config import TrainConfig, to_dict
+from ssamba.train.distributed import (DistInfo, EpochSampler, all_agree, all_reduce_mean, gather_objects,
+                                      init_distributed, shutdown)
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.csv"
+EVAL_FILE = "eval.csv"
+
+
+class LRSchedule:
+    """Learning rate per optimizer step: linear warm-up, then plateau halving or cosine decay."""
+
+    def __init__(self, config: TrainConfig, total_steps: int) -> None:
+        self.config, self.total_steps = config, max(1, total_steps)
+        self.scale = 1.0          # plateau multiplier
+        self.best = math.inf      # best monitored value seen at a plateau check
+        self.bad_checks = 0
+
+    def lr(self, step: int) -> float:
+        """LR for the optimizer step that follows ``step`` completed steps."""
+        c = self.config
+        warm = min(1.0, (step + 1) / c.warmup_steps) if c.warmup_steps > 0 else 1.0
+        if c.schedule == "cosine" and step >= c.warmup_steps:
+            span = max(1, self.total_steps - c.warmup_steps)
+            progress = min(1.0, (step - c.warmup_steps) / span)
+            return c.min_lr + (c.lr - c.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+        return max(c.min_lr, c.lr * warm * self.scale) if c.schedule == "plateau" else c.lr * warm
+
+    def observe(self, value: float) -> bool:
+        """Record a monitored loss; halves the LR after ``plateau_patience`` checks without improvement.
+        Returns True when ``value`` is the best so far."""
+        improved = value < self.best
+        if improved:
+            self.best, self.bad_checks = value, 0
+        else:
+            self.bad_checks += 1
+            if self.config.schedule == "plateau" and self.bad_checks > self.config.plateau_patience:
+                self.scale *= self.config.plateau_factor
+                self.bad_checks = 0
+        return improved
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"scale": self.scale, "best": self.best, "bad_checks": self.bad_checks}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.scale, self.best, self.bad_checks = float(state["scale"]), float(state["best"]), int(state["bad_checks"])
+
+
+def default_collate(items: list) -> Any:
+    """Stack a list of dicts of tensors (or tensors) into a batch."""
+    return torch.utils.data.default_collate(items)
+
+
+def _seed_worker(worker_id: int) -> None:
+    """DataLoader workers: python/numpy RNGs seeded from the loader's (deterministic) base seed."""
+    seed = torch.initial_seed() % (2 ** 32)
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch
+
+
+def _batch_size(batch: Any) -> int:
+    if isinstance(batch, torch.Tensor):
+        return batch.shape[0]
+    if isinstance(batch, dict):
+        return _batch_size(next(iter(batch.values())))
+    return _batch_size(batch[0])
+
+
+class Trainer:
+    """Train ``task`` on ``train_data`` with ``config``, writing logs and checkpoints under ``out_dir``.
+
+    ``train_data``: a map-style dataset whose ``__getitem__`` takes ``(index, item_seed)`` pairs
+    (see ``EpochSampler``), or an ``IterableDataset`` with ``set_epoch(epoch)`` that shards itself
+    across ranks/workers. ``run_config``: extra sections (model, task, data) stored in every
+    checkpoint's config.json next to the train config.
+    """
+
+    def __init__(self, task: nn.Module, train_data: Dataset, config: TrainConfig, out_dir: str | Path, *,
+                 eval_data: Dataset | None = None, collate_fn: Callable | None = None,
+                 run_config: dict[str, Any] | None = None) -> None:
+        self.task, self.train_data, self.eval_data = task, train_data, eval_data
+        self.config, self.out_dir = config, Path(out_dir)
+        self.collate_fn = collate_fn or default_collate
+        self.run_config = dict(run_config or {})
+        self.step = self.epoch = self.batch_in_epoch = 0
+        self.window: list[float] = []  # training losses since the last plateau check
+        self.has_best = False
+
+    # --- setup -------------------------------------------------------------------------------
+    def _generators(self) -> dict[str, torch.Generator]:
+        fn = getattr(self.task, "generators", None)
+        return fn() if callable(fn) else {}
+
+    def _seed_everything(self) -> None:
+        seed = self.config.seed * 1000 + self.info.rank
+        random.seed(seed)
+        np.random.seed(seed % (2 ** 32))
+        torch.manual_seed(seed)
+        for i, g in enumerate(self._generators().values()):
+            g.manual_seed(seed * 31 + i + 1)
+
+    def _steps_per_epoch(self) -> int | None:
+        if isinstance(self.train_data, IterableDataset):
+            return None
+        sampler = EpochSampler(len(self.train_data), self.config.batch_size, self.config.seed,
+                               self.info.rank, self.info.world_size)
+        return sampler.batches_per_epoch // self.config.grad_accum
+
+    def _total_steps(self) -> int:
+        per_epoch = self._steps_per_epoch()
+        candidates = [self.config.max_steps] if self.config.max_steps else []
+        if per_epoch is not None:
+            candidates.append(per_epoch * self.config.epochs)
+        if not candidates:
+            raise ConfigError("train.max_steps: required for streaming (iterable) datasets")
+        return min(candidates)
+
+    def _loader(self, epoch: int, start_batch: int) -> DataLoader:
+        c = self.config
+        common = dict(batch_size=c.batch_size, num_workers=c.num_workers, collate_fn=self.collate_fn,
+                      worker_init_fn=_seed_worker, generator=torch.Generator().manual_seed(c.seed * 7 + epoch),
+                      drop_last=True, persistent_workers=False)
+        if isinstance(self.train_data, IterableDataset):
+            if hasattr(self.train_data, "set_epoch"):
+                self.train_data.set_epoch(epoch)
+            return DataLoader(self.train_data, **common)
+        sampler = EpochSampler(len(self.train_data), c.batch_size, c.seed, self.info.rank, self.info.world_size)
+        sampler.set_epoch(epoch, start_batch)
+        return DataLoader(self.train_data, sampler=sampler, **common)
+
+    # --- checkpoints -------------------------------------------------------------------------
+    def _config_json(self) -> dict[str, Any]:
+        return {**self.run_config, "train": to_dict(self.config)}
+
+    def _save(self, best: bool = False) -> None:
+        rngs = gather_objects(capture_rng(self._generators()), self.info)
+        if not self.info.is_main:
+            return
+        state = {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+                 "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
+                 "window": list(self.window), "has_best": self.has_best or best, "rng": rngs,
+                 "world_size": self.info.world_size}
+        save_checkpoint(self.out_dir, self.step, self.task.state_dict(), self._config_json(), state,
+                        best=best, keep_last=self.config.keep_last)
+        self.has_best = self.has_best or best
+
+    def _resume(self) -> None:
+        weights, _, state = load_checkpoint(self.out_dir)
+        missing, unexpected = self.task.load_state_dict(weights, strict=False)
+        if missing or unexpected:
+            raise TrainingError(f"{self.out_dir}: checkpoint does not match the model "
+                                f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        self.window, self.has_best = list(state["window"]), bool(state["has_best"])
+        if state["world_size"] != self.info.world_size:
+            log.warning("resuming with %d processes, checkpoint was written by %d: data order differs",
+                        self.info.world_size, state["world_size"])
+        rngs = state["rng"]
+        restore_rng(rngs[self.info.rank] if self.info.rank < len(rngs) else rngs[0], self._generators())
+        log.info("resumed from step %d (epoch %d, batch %d)", self.step, self.epoch, self.batch_in_epoch)
+
+    # --- logging -----------------------------------------------------------------------------
+    def _open_metrics(self, resumed: bool) -> None:
+        path = self.out_dir / METRICS_FILE
+        self.metrics_fields: list[str] | None = None
+        if resumed and path.exists():  # drop rows written after the checkpoint we resume from
+            with path.open() as f:
+                rows = list(csv.DictReader(f))
+            if rows:
+                self.metrics_fields = list(rows[0].keys())
+            rows = [r for r in rows if int(r["step"]) <= self.step]
+            with path.open("w", newline="") as f:
+                if self.metrics_fields:
+                    w = csv.DictWriter(f, self.metrics_fields)
+                    w.writeheader()
+                    w.writerows(rows)
+        elif path.exists():
+            path.unlink()
+        self.tb = None
+        if self.config.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self.tb = SummaryWriter(str(self.out_dir / "tensorboard"))
+            except Exception:  # tensorboard not installed: CSV only
+                self.tb = None
+
+    def _log_row(self, row: dict[str, Any]) -> None:
+        path = self.out_dir / METRICS_FILE
+        if self.metrics_fields is None:
+            self.metrics_fields = list(row.keys())
+            with path.open("w", newline="") as f:
+                csv.DictWriter(f, self.metrics_fields).writeheader()
+        with path.open("a", newline="") as f:
+            csv.DictWriter(f, self.metrics_fields, extrasaction="ignore").writerow(
+                {k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
+        if self.tb is not None:
+            for k, v in row.items():
+                if k not in ("step", "epoch") and isinstance(v, (int, float)):
+                    self.tb.add_scalar(f"train/{k}", v, row["step"])
+
+    # --- evaluation --------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, data: Dataset) -> dict[str, float]:
+        """Mean of the task's metrics over ``data`` (fixed masking seed, training RNG untouched)."""
+        gens = self._generators()
+        saved = {k: g.get_state() for k, g in gens.items()}
+        for g in gens.values():
+            g.manual_seed(12345)
+        self.task.eval()
+        sums: dict[str, float] = {}
+        count = 0
+        loader = DataLoader(data, batch_size=self.config.batch_size, collate_fn=self.collate_fn,
+                            sampler=[(i, i) for i in range(len(data))])
+        for batch in loader:
+            with self._autocast():
+                out = self.task(_to_device(batch, self.info.device))
+            for k, v in out.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            count += 1
+        for k, g in gens.items():
+            g.set_state(saved[k])
+        self.task.train()
+        return {k: v / max(count, 1) for k, v in sums.items()}
+
+    def _autocast(self):
+        if self.config.precision == "bf16":
+            return torch.autocast(device_type=self.info.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # --- the loop ----------------------------------------------------------------------------
+    def fit(self, resume: bool = False) -> dict[str, Any]:
+        """Train until ``max_steps`` or ``epochs``; returns a summary (steps, last metrics, run dir)."""
+        c = self.config
+        if c.num_threads:
+            torch.set_num_threads(c.num_threads)
+        self.info: DistInfo = init_distributed(c.device)
+        try:
+            return self._fit(resume)
+        finally:
+            shutdown(self.info)
+
+    def _fit(self, resume: bool) -> dict[str, Any]:
+        c, info = self.config, self.info
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._seed_everything()
+        self.task.to(info.device)
+        params = [p for p in self.task.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay, betas=tuple(c.betas))
+        total = self._total_steps()
+        self.schedule = LRSchedule(c, total)
+        if resume:
+            self._resume()
+        if info.is_main:
+            self._open_metrics(resume)
+        model = self.task
+        if info.distributed:
+            model = nn.parallel.DistributedDataParallel(
+                self.task, device_ids=[info.device.index] if info.device.type == "cuda" else None)
+        bar = None
+        if info.is_main and c.progress:
+            from tqdm import tqdm
+            bar = tqdm(total=total, initial=self.step, desc="train", file=sys.stderr, dynamic_ncols=True)
+        last: dict[str, float] = {}
+        t_start = time.time()
+        try:
+            while self.step < total and self.epoch < c.epochs:
+                batches = iter(self._loader(self.epoch, self.batch_in_epoch))
+                if isinstance(self.train_data, IterableDataset):  # streaming: skip what was consumed
+                    for _ in range(self.batch_in_epoch):
+                        next(batches, None)
+                while self.step < total:
+                    micro = [b for b in (next(batches, None) for _ in range(c.grad_accum)) if b is not None]
+                    if not all_agree(len(micro) == c.grad_accum, info):
+                        break
+                    t0 = time.time()
+                    last = self._train_step(model, micro)
+                    self.batch_in_epoch += len(micro)
+                    self.step += 1
+                    clips = sum(_batch_size(b) for b in micro) * info.world_size
+                    last.update(lr=self.optimizer.param_groups[0]["lr"],
+                                clips_per_s=clips / max(time.time() - t0, 1e-9))
+                    if info.is_main and self.step % c.log_every == 0:
+                        self._log_row({"step": self.step, "epoch": self.epoch, **last,
+                                       "elapsed_s": round(time.time() - t_start, 3)})
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix(loss=f"{last['loss']:.4f}", lr=f"{last['lr']:.2e}",
+                                        clips_s=f"{last['clips_per_s']:.1f}")
+                    self._after_step(last["loss"])
+                else:
+                    break
+                self.epoch += 1
+                self.batch_in_epoch = 0
+            self._save(best=not self.has_best)
+        finally:
+            if bar is not None:
+                bar.close()
+            if getattr(self, "tb", None) is not None:
+                self.tb.close()
+        if info.is_main:
+            plot_metrics(self.out_dir / METRICS_FILE, self.out_dir / "loss_curve.png")
+        return {"steps": self.step, "epochs": self.epoch, "metrics": last, "run_dir": str(self.out_dir)}
+
+    def _train_step(self, model: nn.Module, micro: list) -> dict[str, float]:
+        """Forward/backward over the micro-batches, check the loss, clip, and take one optimizer step."""
+        c, info = self.config, self.info
+        lr = self.schedule.lr(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        sums: dict[str, torch.Tensor] = {}
+        for i, batch in enumerate(micro):
+            sync = contextlib.nullcontext()
+            if info.distributed and i < len(micro) - 1:
+                sync = model.no_sync()
+            with sync:
+                with self._autocast():
+                    out = model(_to_device(batch, info.device))
+                (out["loss"] / len(micro)).backward()
+            for k, v in out.items():
+                sums[k] = sums.get(k, 0.0) + v.detach().float() / len(micro)
+        keys = sorted(sums)
+        values = all_reduce_mean(torch.stack([sums[k] for k in keys]), info).cpu()
+        metrics = {k: float(v) for k, v in zip(keys, values)}
+        if not math.isfinite(metrics["loss"]):
+            raise TrainingError(f"loss became {metrics['loss']} at step {self.step + 1}; stopped without "
+                                f"saving, the last good checkpoint in {self.out_dir / 'checkpoints'} is intact")
+        if c.grad_clip:
+            norm = nn.utils.clip_grad_norm_(self.task.parameters(), c.grad_clip)
+            metrics["grad_norm"] = float(norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return {"loss": metrics.pop("loss"), **metrics}
+
+    def _after_step(self, loss: float) -> None:
+        """Plateau check (and eval) every ``plateau_every`` steps; checkpoints when due or improved."""
+        c = self.config
+        self.window.append(loss)
+        best = False
+        if self.step % c.plateau_every == 0:
+            if self.eval_data is not None:
+                ev = self.evaluate(self.eval_data)
+                monitored = ev["loss"]
+                if self.info.is_main:
+                    _append_csv(self.out_dir / EVAL_FILE, {"step": self.step, **ev})
+            else:
+                monitored = float(np.mean(self.window)) if self.window else math.inf
+            self.window = []
+            best = self.schedule.observe(monitored)
+        if best or self.step % c.checkpoint_every == 0:
+            self._save(best=best)
+
+
+def _append_csv(path: Path, row: dict[str, Any]) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, list(row.keys()))
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+def read_metrics(path: str | Path) -> list[dict[str, float]]:
+    """Rows of a metrics.csv as dicts of floats (``step`` as int)."""
+    with Path(path).open() as f:
+        rows = list(csv.DictReader(f))
+    out = []
+    for r in rows:
+        row = {k: float(v) for k, v in r.items() if v not in ("", None)}
+        row["step"] = int(row["step"])
+        out.append(row)
+    return out
+
+
+def plot_metrics(metrics_csv: str | Path, png: str | Path) -> Path | None:
+    """Loss (and masked-patch accuracy when logged) against step, saved as a PNG."""
+    metrics_csv = Path(metrics_csv)
+    if not metrics_csv.exists():
+        return None
+    rows = read_metrics(metrics_csv)
+    if not rows:
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r["step"] for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(steps, [r["loss"] for r in rows], label="loss", color="tab:blue")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    if "acc" in rows[0]:
+        ax2 = ax.twinx()
+        ax2.plot(steps, [r["acc"] for r in rows], label="masked-patch acc", color="tab:orange", alpha=0.7)
+        ax2.set_ylabel("masked-patch accuracy")
+    ax.set_title(metrics_csv.parent.name)
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+    return Path(png)
