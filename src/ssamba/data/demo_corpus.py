@@ -1,0 +1,509 @@
+"""The demo corpus: real recordings from four Debian packages, fetched once and cached.
+
+`build_demo_corpus(cache_dir)` runs `apt-get download PKG` in `cache_dir` (no root needed),
+checks the .deb's sha256, unpacks it with `dpkg-deb -x` into `cache_dir/<PKG>/`, deletes
+everything that is not audio (keeping hydrogen's `drumkit.xml`, which names the instruments),
+and writes `cache_dir/manifest.json`: per package its version, .deb sha256 and its audio files
+(path relative to `cache_dir`, duration, sample rate, channels, size, derived labels). A
+re-run whose .deb still has the recorded sha256 and whose files are all there touches
+neither apt-get nor dpkg-deb; a .deb with another hash (partial or corrupted download) is
+fetched again. Without apt-get/dpkg-deb, or when the fetch fails, `DataError` says what to
+install or to pass `--corpus DIR`: no data is ever made up.
+
+`load_corpus_dir(path)` reads any folder of audio the same way (labels from the relative
+path, `ssamba.data.demo_tasks.derive_labels`), and `make_synthetic_corpus(dir)` writes a small
+generated corpus with the packages' on-disk layout for tests and `ssamba demo --quick`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import time
+import urllib.parse
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import soundfile as sf
+
+from ssamba.data.demo_tasks import derive_labels, read_drumkit_xml
+from ssamba.errors import DataError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PACKAGES = ("hedgewars-data", "hydrogen-drumkits", "tuxpaint-stamps-default", "sonic-pi-samples")
+AUDIO_EXTENSIONS = (".ogg", ".wav", ".flac", ".aiff", ".aif", ".mp3")
+KEEP_EXTRA = ("drumkit.xml",)  # non-audio files kept after unpacking (instrument names)
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = 1
+FETCH_TIMEOUT_S = 1800
+_HOW_TO_FIX = (
+    "install apt and dpkg (Debian/Ubuntu: they are there by default; run `apt-get update` once "
+    "if the package lists are empty), or pass --corpus DIR with a folder of your own audio"
+)
+
+
+@dataclass(frozen=True)
+class CorpusFile:
+    """One audio file of a corpus. `relpath` is relative to the corpus root (POSIX slashes)."""
+
+    path: Path
+    relpath: str
+    source: str  # package name, or "dir" for a folder read by load_corpus_dir
+    duration: float
+    sample_rate: int
+    channels: int
+    size: int
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PackageRecord:
+    """A fetched Debian package: name, version, the .deb's file name, size and sha256."""
+
+    name: str
+    version: str
+    deb: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class ClipRef:
+    """A stretch of a file for pretraining: `duration` seconds from `offset` (None = to the end)."""
+
+    path: Path
+    offset: float = 0.0
+    duration: float | None = None
+
+
+@dataclass
+class DemoCorpus:
+    """A corpus on disk: its root, its audio files and (for the Debian corpus) its packages."""
+
+    root: Path
+    files: list[CorpusFile]
+    packages: list[PackageRecord] = field(default_factory=list)
+    fetch_seconds: float = 0.0  # time spent fetching + unpacking in this build (0 when cached)
+
+    @property
+    def total_duration(self) -> float:
+        return float(sum(f.duration for f in self.files))
+
+    def by_source(self) -> dict[str, dict[str, float]]:
+        """Source -> {"files": n, "hours": h, "mean_seconds": s} (what each package brings)."""
+        stats: dict[str, dict[str, float]] = {}
+        for f in self.files:
+            s = stats.setdefault(f.source, {"files": 0, "hours": 0.0})
+            s["files"] += 1
+            s["hours"] += f.duration / 3600
+        for s in stats.values():
+            s["mean_seconds"] = round(s["hours"] * 3600 / s["files"], 3)
+            s["hours"] = round(s["hours"], 4)
+        return stats
+
+    def pretraining_clips(self, max_duration: float | None = None, exclude: Iterable[Path] = ()) -> list[ClipRef]:
+        """Every file as unlabelled pretraining audio (all packages), each cut to its first
+        `max_duration` seconds if given (so a few long music tracks do not dominate).
+        `exclude`: paths to leave out, e.g. probe test items for a strictly held-out run."""
+        skip = {Path(p).resolve() for p in exclude}
+        return [
+            ClipRef(f.path, 0.0, None if max_duration is None or f.duration <= max_duration else float(max_duration))
+            for f in self.files
+            if f.path.resolve() not in skip
+        ]
+
+
+# ----------------------------------------------------------------------------- reading audio folders
+
+
+def _scan_audio(root: Path, subdir: Path, source: str) -> list[CorpusFile]:
+    """CorpusFiles for the audio under `subdir` (relpaths relative to `root`); empty files
+    are left out, unreadable ones raise DataError naming the file."""
+    kits: dict[Path, dict[str, str]] = {}
+    files = []
+    for path in sorted(p for p in subdir.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS):
+        if path.name.startswith("."):
+            continue
+        try:
+            info = sf.info(str(path))
+        except Exception as err:  # soundfile raises RuntimeError/LibsndfileError/TypeError
+            raise DataError(f"{path}: not readable as audio ({err})") from err
+        if info.frames == 0 or info.samplerate <= 0:
+            log.warning("%s: empty audio file, left out", path)
+            continue
+        kit_xml = path.parent / "drumkit.xml"
+        if kit_xml.is_file() and path.parent not in kits:
+            kits[path.parent] = read_drumkit_xml(kit_xml)
+        relpath = path.relative_to(root).as_posix()
+        files.append(
+            CorpusFile(
+                path=path,
+                relpath=relpath,
+                source=source,
+                duration=round(info.frames / info.samplerate, 4),
+                sample_rate=int(info.samplerate),
+                channels=int(info.channels),
+                size=path.stat().st_size,
+                labels=derive_labels(relpath, kits.get(path.parent)),
+            )
+        )
+    return files
+
+
+def load_corpus_dir(path: str | Path) -> DemoCorpus:
+    """Any folder of audio (ogg/wav/flac/aiff/mp3, recursive) as a corpus for `--corpus DIR`.
+    Labels come from the relative paths (`derive_labels`): the Debian layouts are recognised
+    anywhere below `path`, otherwise each file's folder is its label."""
+    root = Path(path)
+    if not root.is_dir():
+        raise DataError(f"{root}: --corpus directory not found")
+    files = _scan_audio(root, root, "dir")
+    if not files:
+        raise DataError(f"{root}: no audio files ({'/'.join(e[1:] for e in AUDIO_EXTENSIONS)}) found under --corpus")
+    return DemoCorpus(root=root, files=files)
+
+
+# ----------------------------------------------------------------------------- manifest
+
+
+def save_manifest(corpus: DemoCorpus, path: str | Path) -> Path:
+    """Write the corpus as JSON (paths relative to `corpus.root`)."""
+    path = Path(path)
+    data = {
+        "format": MANIFEST_FORMAT,
+        "packages": [asdict(p) for p in corpus.packages],
+        "files": [{k: v for k, v in asdict(f).items() if k != "path"} for f in corpus.files],
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def load_manifest(path: str | Path, root: str | Path | None = None) -> DemoCorpus:
+    """Read a manifest written by `save_manifest`; file paths resolve against `root`
+    (default: the manifest's folder)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("format") != MANIFEST_FORMAT:
+            raise ValueError(f"format {data.get('format')!r}, expected {MANIFEST_FORMAT}")
+        base = Path(root) if root is not None else path.parent
+        packages = [PackageRecord(**p) for p in data["packages"]]
+        files = [CorpusFile(path=base / f["relpath"], **f) for f in data["files"]]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise DataError(f"{path}: unreadable demo corpus manifest ({err})") from err
+    return DemoCorpus(root=base, files=files, packages=packages)
+
+
+# ----------------------------------------------------------------------------- fetching
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def apt_fetch(package: str, directory: Path) -> Path:
+    """`apt-get download PACKAGE` in `directory`; returns the .deb it wrote."""
+    if shutil.which("apt-get") is None:
+        raise DataError(f"apt-get not found: cannot fetch the demo corpus package {package}; {_HOW_TO_FIX}")
+    try:
+        run = subprocess.run(
+            ["apt-get", "download", package], cwd=directory, capture_output=True, text=True, timeout=FETCH_TIMEOUT_S
+        )
+    except subprocess.TimeoutExpired as err:
+        raise DataError(f"apt-get download {package} timed out after {FETCH_TIMEOUT_S} s; {_HOW_TO_FIX}") from err
+    if run.returncode != 0:
+        reason = (run.stderr.strip().splitlines() or ["no message"])[-1]
+        raise DataError(f"apt-get download {package} failed (exit {run.returncode}: {reason}); {_HOW_TO_FIX}")
+    deb = _find_deb(package, directory)
+    if deb is None:
+        raise DataError(f"apt-get download {package} wrote no {package}_*.deb in {directory}; {_HOW_TO_FIX}")
+    return deb
+
+
+def apt_expected_sha256(package: str) -> str | None:
+    """The sha256 the local apt lists give for `package` (None if unknown): lets a re-run
+    check a .deb that no manifest has recorded yet."""
+    if shutil.which("apt-cache") is None:
+        return None
+    try:
+        run = subprocess.run(["apt-cache", "show", package], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return None
+    for line in run.stdout.splitlines() if run.returncode == 0 else []:
+        if line.startswith("SHA256:"):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
+def dpkg_unpack(deb: Path, destination: Path) -> None:
+    """`dpkg-deb -x DEB DESTINATION` (extracts files; installs nothing, needs no root)."""
+    if shutil.which("dpkg-deb") is None:
+        raise DataError(f"dpkg-deb not found: cannot unpack {deb.name}; {_HOW_TO_FIX}")
+    run = subprocess.run(["dpkg-deb", "-x", str(deb), str(destination)], capture_output=True, text=True)
+    if run.returncode != 0:
+        reason = (run.stderr.strip().splitlines() or ["no message"])[-1]
+        raise DataError(f"{deb}: dpkg-deb -x failed ({reason}); delete it and run again, or pass --corpus DIR")
+
+
+def _find_deb(package: str, directory: Path) -> Path | None:
+    """The newest `<package>_<version>_<arch>.deb` in `directory`."""
+    debs = sorted(directory.glob(f"{package}_*.deb"), key=lambda p: p.stat().st_mtime)
+    return debs[-1] if debs else None
+
+
+def deb_version(deb: Path) -> str:
+    """Version from a Debian file name `name_version_arch.deb` (epoch `:` is `%3a` there)."""
+    parts = deb.stem.split("_")
+    return urllib.parse.unquote(parts[1]) if len(parts) >= 3 else "unknown"
+
+
+def _prune_to_audio(directory: Path) -> None:
+    """Delete everything under `directory` except audio files and `KEEP_EXTRA`, and empty folders."""
+    for path in sorted(directory.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if path.is_symlink():
+            path.unlink()
+        elif path.is_file():
+            if path.suffix.lower() not in AUDIO_EXTENSIONS and path.name not in KEEP_EXTRA:
+                path.unlink()
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+
+
+def _cached_files_ok(corpus: DemoCorpus, package: str) -> bool:
+    files = [f for f in corpus.files if f.source == package]
+    return bool(files) and all(f.path.is_file() and f.path.stat().st_size == f.size for f in files)
+
+
+def build_demo_corpus(
+    cache_dir: str | Path,
+    packages: Sequence[str] = DEFAULT_PACKAGES,
+    fetch: Callable[[str, Path], Path] = apt_fetch,
+    unpack: Callable[[Path, Path], None] = dpkg_unpack,
+    expected_sha256: Callable[[str], str | None] = apt_expected_sha256,
+    progress: Callable[[str], None] | None = None,
+) -> DemoCorpus:
+    """Fetch, unpack and index `packages` under `cache_dir`, re-using what is cached.
+
+    `fetch(package, dir) -> deb`, `unpack(deb, dest)` and `expected_sha256(package)` default to
+    apt-get download / dpkg-deb -x / apt-cache show; tests inject their own. `progress`
+    receives one line per package. Raises DataError (with what to install, or `--corpus DIR`)
+    when a package cannot be fetched or unpacked.
+    """
+    if not packages:
+        raise DataError("build_demo_corpus: no packages given")
+    cache = Path(cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    say = progress or (lambda line: log.info("%s", line))
+    manifest_path = cache / MANIFEST_NAME
+    old = DemoCorpus(cache, [])
+    if manifest_path.is_file():
+        try:
+            old = load_manifest(manifest_path)
+        except DataError as err:
+            log.warning("%s; rebuilding it", err)
+    recorded = {p.name: p for p in old.packages}
+
+    records, files, spent = [], [], 0.0
+    for package in packages:
+        start = time.perf_counter()
+        record = recorded.get(package)
+        deb = cache / record.deb if record else _find_deb(package, cache)
+        want = record.sha256 if record else (expected_sha256(package) if deb else None)
+        have = sha256_file(deb) if deb is not None and deb.is_file() else None
+        if have is None or want is None or have != want:
+            if deb is not None and deb.is_file():
+                say(f"{package}: cached {deb.name} {'unverifiable' if want is None else 'has a wrong sha256'}; fetching again")
+                deb.unlink()
+            say(f"{package}: apt-get download")
+            deb = fetch(package, cache)
+            have, record = sha256_file(deb), None
+        if record is not None and _cached_files_ok(old, package):
+            say(f"{package}: cached ({record.version}, sha256 ok)")
+            records.append(record)
+            files.extend(f for f in old.files if f.source == package)
+            continue
+        say(f"{package}: unpacking {deb.name}")
+        target, partial = cache / package, cache / f"{package}.partial"
+        for stale in (target, partial):
+            if stale.exists():
+                shutil.rmtree(stale)
+        unpack(deb, partial)
+        _prune_to_audio(partial)
+        partial.rename(target)
+        package_files = _scan_audio(cache, target, package)
+        if not package_files:
+            raise DataError(f"{deb}: package {package} holds no audio files")
+        records.append(PackageRecord(package, deb_version(deb), deb.name, have, deb.stat().st_size))
+        files.extend(package_files)
+        spent += time.perf_counter() - start
+        say(f"{package}: {len(package_files)} audio files in {time.perf_counter() - start:.1f} s")
+        # write after each package, so an interrupted build keeps what it finished
+        done = {r.name for r in records}
+        later = [p for p in old.packages if p.name not in done]
+        save_manifest(DemoCorpus(cache, files + [f for f in old.files if f.source not in done], records + later),
+                      manifest_path)
+    corpus = DemoCorpus(cache, files, records, fetch_seconds=spent)
+    save_manifest(corpus, manifest_path)
+    return corpus
+
+
+# ----------------------------------------------------------------------------- synthetic corpus
+
+# Where each package keeps its audio (as `dpkg-deb -x` lays it out).
+PACKAGE_AUDIO_DIRS = {
+    "hedgewars-data": "usr/share/games/hedgewars/Data/Sounds/voices",
+    "hydrogen-drumkits": "usr/share/hydrogen/data/drumkits",
+    "tuxpaint-stamps-default": "usr/share/tuxpaint/stamps",
+    "sonic-pi-samples": "usr/share/sonic-pi/samples",
+}
+
+# File-name styles per drum class, as the real kits spell them ("Kick-0", "BD_01", "hhclosed_01"...).
+_SYNTH_DRUM_NAMES = {
+    "kick": ("Kick", "BD", "bassdrum"),
+    "snare": ("Snare", "SN", "sd"),
+    "hihat": ("HiHatClosed", "hh", "CHH"),
+    "tom": ("TomHigh", "TM", "floortom"),
+    "cymbal": ("Crash", "RD", "ride"),
+    "clap": ("HandClap", "clap", "Clap"),
+    "perc": ("Cowbell", "Tambourine", "Conga"),
+}
+
+
+@dataclass
+class SyntheticCorpusConfig:
+    """Size of the generated corpus. `Default_ru` is a localised pack (left out of the word
+    task); `Jump1`/`Jump2` are two takes of one word; `stamps_per_folder` stamps are described
+    in every language."""
+
+    packs: tuple[str, ...] = ("Default", "Pirate", "Robot", "Singer", "Surfer", "Mobster", "British", "Classic",
+                              "Default_ru")
+    words: tuple[str, ...] = ("Hello", "Boring", "Coward", "Incoming", "Victory", "Traitor", "Melon", "Oops",
+                              "Jump1", "Jump2")
+    kits: tuple[str, ...] = ("KitA", "KitB", "KitC", "KitD", "KitE")
+    takes_per_drum: int = 3
+    stamp_folders: tuple[str, ...] = ("animals/birds", "food/fruit", "vehicles/ship")
+    stamps_per_folder: int = 4
+    languages: tuple[str, ...] = ("fr", "ru", "es")
+    sonic_samples: tuple[str, ...] = ("ambi_drone", "bd_boom", "elec_beep")
+    sample_rate: int = 16000
+    seed: int = 0
+
+
+def _harmonic_voice(f0s: Sequence[float], formants: Sequence[float], rolloff: float, seconds: float,
+                    sr: int, rng: np.random.Generator) -> np.ndarray:
+    """Voiced 'syllables': for each (f0, formant) a harmonic tone whose harmonics near the
+    formant are loud, under a Hann envelope; then light noise."""
+    pieces = []
+    for f0, formant in zip(f0s, formants):
+        t = np.arange(int(seconds * sr)) / sr
+        k = np.arange(1, int(0.45 * sr / f0) + 1)[:, None]
+        amp = k ** -rolloff * (0.2 + np.exp(-0.5 * ((k * f0 - formant) / 300.0) ** 2))
+        tone = (amp * np.sin(2 * np.pi * k * f0 * t + rng.uniform(0, 2 * np.pi, size=k.shape))).sum(0)
+        pieces.append(tone * np.hanning(len(t)))
+    signal = np.concatenate(pieces)
+    return signal + 0.01 * rng.standard_normal(len(signal))
+
+
+def _drum_hit(kind: str, kit: int, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """A synthetic drum hit whose spectrum and decay depend on the class (kit shifts them a little)."""
+    t = np.arange(int(0.5 * sr)) / sr
+    pitch, decay = 1.0 + 0.08 * (kit - 1.5), 1.0 + 0.1 * (kit % 2)
+    noise = rng.standard_normal(len(t))
+    highpassed = np.diff(noise, prepend=0.0)
+    if kind == "kick":
+        return np.sin(2 * np.pi * 55 * pitch * t * (1 + 2 * np.exp(-t * 30))) * np.exp(-t * 8 / decay)
+    if kind == "snare":
+        return (0.6 * noise + 0.5 * np.sin(2 * np.pi * 190 * pitch * t)) * np.exp(-t * 18 / decay)
+    if kind == "hihat":
+        return 0.5 * highpassed * np.exp(-t * 40 / decay)
+    if kind == "tom":
+        return np.sin(2 * np.pi * 130 * pitch * t) * np.exp(-t * 6 / decay)
+    if kind == "cymbal":
+        return 0.4 * highpassed * np.exp(-t * 3 / decay)
+    if kind == "clap":
+        bursts = sum(np.exp(-np.abs(t - d) * 200) for d in (0.0, 0.012, 0.024))
+        return 0.6 * noise * bursts * np.exp(-t * 10 / decay)
+    return np.sin(2 * np.pi * 800 * pitch * t) * np.sin(2 * np.pi * 540 * pitch * t) * np.exp(-t * 25 / decay)
+
+
+def _write(path: Path, signal: np.ndarray, sr: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    signal = (0.7 * signal / (np.abs(signal).max() + 1e-9)).astype(np.float32)
+    formats = {".ogg": ("OGG", "VORBIS"), ".flac": ("FLAC", "PCM_16"), ".wav": ("WAV", "PCM_16")}
+    fmt, subtype = formats[path.suffix]
+    sf.write(str(path), signal, sr, format=fmt, subtype=subtype)
+
+
+def write_synthetic_package(package: str, destination: str | Path, config: SyntheticCorpusConfig | None = None) -> None:
+    """Write the generated audio of one package under `destination` as `dpkg-deb -x` would
+    (same folders, same file naming), plus a non-audio file that unpacking must prune."""
+    cfg = config or SyntheticCorpusConfig()
+    if package not in PACKAGE_AUDIO_DIRS:
+        raise DataError(f"no synthetic layout for package {package!r}; known: {sorted(PACKAGE_AUDIO_DIRS)}")
+    sr = cfg.sample_rate
+    base = Path(destination) / PACKAGE_AUDIO_DIRS[package]
+    rng = np.random.default_rng([cfg.seed, sorted(PACKAGE_AUDIO_DIRS).index(package)])
+    (Path(destination) / "usr/share/doc" / package).mkdir(parents=True, exist_ok=True)
+    (Path(destination) / "usr/share/doc" / package / "copyright").write_text("generated test data\n")
+    if package == "hedgewars-data":
+        for p, pack in enumerate(cfg.packs):
+            for w, word in enumerate(cfg.words):
+                w = cfg.words.index(word.rstrip("0123456789") + "1") if word[-1].isdigit() else w
+                f0 = 90 * 1.3 ** p * rng.uniform(0.97, 1.03)
+                contour = [1.0, 1.25, 0.85][: 1 + w % 3]
+                formants = [500 + 350 * ((w + s) % 5) for s in range(len(contour))]
+                audio = _harmonic_voice([f0 * c for c in contour], formants, 0.6 + 0.3 * (p % 3), 0.18, sr, rng)
+                _write(base / pack / f"{word}.ogg", audio, sr)
+    elif package == "hydrogen-drumkits":
+        for k, kit in enumerate(cfg.kits):
+            for kind, names in _SYNTH_DRUM_NAMES.items():
+                for take in range(cfg.takes_per_drum):
+                    ext = (".wav", ".flac")[(k + take) % 2]
+                    _write(base / kit / f"{names[k % len(names)]}-{take}{ext}", _drum_hit(kind, k, sr, rng), sr)
+            # one sample only drumkit.xml names, one nothing maps (like "beats_01-10", "VP Click")
+            _write(base / kit / "beats_01-10.flac", _drum_hit("kick", k, sr, rng), sr)
+            _write(base / kit / "VP Click.flac", _drum_hit("perc", k, sr, rng), sr)
+            (base / kit / "drumkit.xml").write_text(
+                '<?xml version="1.0"?>\n<drumkit_info xmlns="http://www.hydrogen-music.org/drumkit">'
+                f"<name>{kit}</name><instrumentList><instrument><name>c3 - bass drum 1</name>"
+                "<layer><filename>beats_01-10.flac</filename></layer></instrument></instrumentList></drumkit_info>\n"
+            )
+    elif package == "tuxpaint-stamps-default":
+        for folder in cfg.stamp_folders:
+            for s in range(cfg.stamps_per_folder):
+                stamp = f"{folder.rsplit('/', 1)[-1]}{s}"
+                syllables = rng.integers(0, 5, size=4)
+                for lang_index, lang in enumerate(cfg.languages):
+                    f0 = 110 * 1.35 ** lang_index
+                    formants = [400 + 300 * ((v + lang_index) % 5) for v in syllables]
+                    audio = _harmonic_voice([f0] * 4, formants, 0.7 + 0.25 * lang_index, 0.12 + 0.05 * lang_index, sr, rng)
+                    _write(base / folder / f"{stamp}_desc_{lang}.ogg", audio, sr)
+                (base / folder / f"{stamp}.txt").write_text(f"{stamp}\n")
+    else:
+        for name in cfg.sonic_samples:
+            t = np.arange(int(0.8 * sr)) / sr
+            _write(base / f"{name}.flac", np.sin(2 * np.pi * rng.uniform(80, 900) * t * (1 + t)) * np.exp(-t * 2), sr)
+
+
+def make_synthetic_corpus(directory: str | Path, config: SyntheticCorpusConfig | None = None,
+                          packages: Sequence[str] = DEFAULT_PACKAGES) -> Path:
+    """Write a small generated corpus, `directory/<package>/<the package's own paths>`, in
+    which every demo task is learnable (class-dependent pitch, timbre, decay). Returns
+    `directory`; read it with `load_corpus_dir`."""
+    root = Path(directory)
+    for package in packages:
+        write_synthetic_package(package, root / package, config)
+    return root
