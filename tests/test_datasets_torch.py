@@ -69,6 +69,9 @@ def test_augmented_items_are_reproducible_and_mixed(speech):
     assert not torch.equal(fa, fc)  # a new epoch draws new augmentations
     fd, _ = make(1)[3]
     assert not torch.equal(fa, fd)
+    fe, te = b[(3, 12345)]  # (index, item_seed) from the Trainer's sampler
+    ff, tf = a[(3, 12345)]
+    assert torch.equal(fe, ff) and torch.equal(te, tf) and not torch.equal(fe, fa)
     for ds in (a, b):
         for i in range(len(items)):
             _, target = ds[i]

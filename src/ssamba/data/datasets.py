@@ -385,7 +385,8 @@ class AudioClassificationDataset(Dataset):
     (mixup with a random other item, as the official recipe does, gain, background noise)
     and fbank augmentation (SpecAugment, fbank noise, time roll). Targets are multi-hot
     (one-hot for single-label data); with mixup they are the lambda-weighted mix. Randomness
-    comes from a generator seeded by (seed, epoch, index): call `set_epoch` each epoch.
+    comes from a generator seeded by (seed, epoch, index) (call `set_epoch` each epoch), or by
+    the item seed when indexed with the Trainer's (index, item_seed) pairs.
     """
 
     def __init__(
@@ -427,12 +428,16 @@ class AudioClassificationDataset(Dataset):
             self.loader = load_audio
         return torch.as_tensor(self.loader(path), dtype=torch.float32)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """`key`: an index (augmentation seeded by (seed, epoch, index)) or an (index, item_seed)
+        pair as yielded by the Trainer's EpochSampler."""
+        index, seed = (key[0], key[1]) if isinstance(key, (tuple, list)) else (key, None)
         item = self.items[index]
         waveform = self._load(item.path)
         target = multi_hot(item.labels, self.num_classes)
         if self.augment is not None:
-            generator = torch.Generator().manual_seed(item_seed(self.seed, self.epoch, index))
+            seed = item_seed(self.seed, self.epoch, index) if seed is None else int(seed)
+            generator = torch.Generator().manual_seed(seed)
             if self.augment.wants_mixup(generator):
                 other = self.items[int(torch.randint(len(self.items), (1,), generator=generator))]
                 waveform, target = self.augment.mixup_pair(
