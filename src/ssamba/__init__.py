@@ -1,3 +1,35 @@
-"""ssamba: self-supervised audio encoders with bidirectional Mamba (SSAMBA) and the SSAST baseline."""
+"""ssamba: self-supervised audio encoders with bidirectional Mamba (SSAMBA) and the SSAST baseline.
+
+Public API: ``create_model(name, **overrides)``, ``load(path, **overrides)``, ``AudioEncoder``,
+``EncoderConfig``, ``SSAMBA``, ``SSAST``. They are imported lazily so that ``import ssamba.errors``
+or ``ssamba --help`` does not pay for importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "create_model": "ssamba.models.registry",
+    "AudioEncoder": "ssamba.models.encoder",
+    "SSAMBA": "ssamba.models.encoder",
+    "SSAST": "ssamba.models.encoder",
+    "EncoderConfig": "ssamba.models.config",
+    "load": "ssamba.checkpoints.io",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'ssamba' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

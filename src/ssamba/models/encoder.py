@@ -1,0 +1,180 @@
+"""Audio encoders: SSAMBA (bidirectional Mamba) and SSAST (ViT), sharing the patch/CLS/position front end.
+
+Both reproduce the official forward passes (SiavashShams/ssamba ``AMBAModel``, YuanGongND/ssast
+``ASTModel``) with parameter names equal to the official ``module.v.*`` keys minus that prefix.
+Contract (docs/DEVELOPING.md): ``forward_features(fbank (B, T, F), mask, mask_embed)`` -> tokens
+(B, n_cls + P, D) after the final norm; ``patchify``; ``patch_grid``; ``pool``; ``forward``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ssamba.errors import ConfigError
+from ssamba.models.config import EncoderConfig
+from ssamba.nn.droppath import DropPath
+from ssamba.nn.mamba import BiMamba, MambaBlock
+from ssamba.nn.patch import PatchEmbed, patch_grid_size, patchify, resize_pos_embed
+from ssamba.nn.transformer import TransformerBlock
+
+
+class AudioEncoder(nn.Module):
+    """Shared front end: patch embedding, CLS token(s), positional embedding, pooling, save/load."""
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.patch_embed = PatchEmbed(c.embed_dim, c.fshape, c.tshape, c.fstride, c.tstride)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, c.embed_dim))
+        if c.num_cls_tokens == 2:
+            self.dist_token = nn.Parameter(torch.zeros(1, 1, c.embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, c.num_cls_tokens + c.num_patches, c.embed_dim))
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        if c.num_cls_tokens == 2:
+            nn.init.trunc_normal_(self.dist_token, std=0.02)
+
+    @staticmethod
+    def from_config(config: EncoderConfig) -> "AudioEncoder":
+        """Build the encoder class that ``config.arch`` names."""
+        return {"ssamba": SSAMBA, "ssast": SSAST}[config.arch](config)
+
+    @property
+    def num_cls_tokens(self) -> int:
+        return self.config.num_cls_tokens
+
+    @property
+    def embed_dim(self) -> int:
+        return self.config.embed_dim
+
+    def patch_grid(self, num_frames: int, num_bins: int | None = None) -> tuple[int, int]:
+        """Patch grid (frequency, time) of an input with ``num_frames`` frames (and ``num_bins`` mel bins)."""
+        c = self.config
+        return patch_grid_size(c.input_fdim if num_bins is None else num_bins, num_frames,
+                               c.fshape, c.tshape, c.fstride, c.tstride)
+
+    def patchify(self, fbank: torch.Tensor) -> torch.Tensor:
+        """Raw input patches (B, P, fshape * tshape) in the same order as the patch tokens."""
+        c = self.config
+        return patchify(fbank, c.fshape, c.tshape, c.fstride, c.tstride)
+
+    def pos_embed_for(self, grid: tuple[int, int]) -> torch.Tensor:
+        """Positional embedding (1, n_cls + f*t, D) for a patch grid: cropped/interpolated from the stored one."""
+        n = self.num_cls_tokens
+        patches = resize_pos_embed(self.pos_embed[:, n:], self.config.grid, grid)
+        return torch.cat([self.pos_embed[:, :n], patches], dim=1)
+
+    def _check_input(self, fbank: torch.Tensor) -> None:
+        c = self.config
+        if fbank.dim() != 3:
+            raise ConfigError(f"fbank: expected (batch, frames, mel bins), got shape {tuple(fbank.shape)}")
+        if fbank.shape[1] < c.tshape or fbank.shape[2] < c.fshape:
+            raise ConfigError(f"fbank: {fbank.shape[1]} frames x {fbank.shape[2]} bins is smaller than one "
+                              f"{c.tshape}x{c.fshape} patch (time x freq); pad short inputs")
+
+    def embed_tokens(self, fbank: torch.Tensor, mask: torch.Tensor | None = None,
+                     mask_embed: torch.Tensor | None = None) -> torch.Tensor:
+        """Patch embeddings (masked ones replaced by ``mask_embed``) + CLS token(s) + positional embedding."""
+        self._check_input(fbank)
+        x = self.patch_embed(fbank)                               # (B, P, D)
+        if mask is not None:
+            if mask_embed is None:
+                raise ConfigError("forward_features: mask given without mask_embed")
+            if mask.shape != x.shape[:2]:
+                raise ConfigError(f"mask: expected shape {tuple(x.shape[:2])}, got {tuple(mask.shape)}")
+            x = torch.where(mask.unsqueeze(-1), mask_embed.to(x.dtype).expand_as(x), x)
+        cls = [self.cls_token] + ([self.dist_token] if self.num_cls_tokens == 2 else [])
+        x = torch.cat([t.expand(x.shape[0], -1, -1).to(x.dtype) for t in cls] + [x], dim=1)
+        grid = self.patch_grid(fbank.shape[1], fbank.shape[2])
+        return x + self.pos_embed_for(grid).to(x.dtype)
+
+    def forward_features(self, fbank: torch.Tensor, mask: torch.Tensor | None = None,
+                         mask_embed: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, F) fbank -> (B, n_cls + P, D) tokens after the final norm (official forward)."""
+        return self.encode(self.embed_tokens(fbank, mask, mask_embed))
+
+    def encode(self, tokens: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def pool(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Mean of the non-CLS tokens (B, D): the official clip embedding."""
+        return tokens[:, self.num_cls_tokens:].mean(dim=1)
+
+    forward_head = pool
+
+    def forward(self, fbank: torch.Tensor) -> torch.Tensor:
+        """(B, T, F) fbank -> (B, D) clip embedding."""
+        return self.pool(self.forward_features(fbank))
+
+    def save_pretrained(self, directory) -> None:
+        """Write ``config.json`` + ``model.safetensors`` into ``directory`` (atomically, file by file)."""
+        from ssamba.checkpoints.io import save_pretrained
+        save_pretrained(self, directory)
+
+
+def _drop_path_rates(depth: int, rate: float, shifted: bool) -> list[float]:
+    """Linear stochastic-depth rates; ``shifted`` reproduces Vim's ``[0] + linspace`` (layer i gets rate i-1)."""
+    rates = torch.linspace(0, rate, depth).tolist()
+    return ([0.0] + rates)[:depth] if shifted else rates
+
+
+class SSAMBA(AudioEncoder):
+    """Self-supervised audio Mamba encoder: 1 CLS token, bidirectional Mamba layers in flipped pairs.
+
+    Layers run in pairs (Vim ``if_bidirectional``): layer 2i sees (hidden, residual), layer 2i+1
+    sees both flipped along the sequence; their outputs (flipped back) are summed. The end is
+    ``norm_f(residual + drop_path(hidden))`` and then ``norm_f`` once more, as the official code does.
+    """
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__(config)
+        c = config
+        rates = _drop_path_rates(c.depth, c.drop_path_rate, shifted=True)
+        self.layers = nn.ModuleList(
+            MambaBlock(c.embed_dim,
+                       BiMamba(c.embed_dim, c.d_state, c.d_conv, c.expand, c.resolved_dt_rank,
+                               num_layers=c.depth, scan_backend=c.scan_backend),
+                       norm_eps=c.norm_eps, drop_path=rates[i])
+            for i in range(c.depth))
+        self.norm_f = nn.LayerNorm(c.embed_dim, eps=c.norm_eps)
+        self.drop_path = DropPath(c.drop_path_rate)
+
+    def encode(self, tokens: torch.Tensor) -> torch.Tensor:
+        hidden, residual = tokens, None
+        for i in range(0, len(self.layers), 2):
+            hidden_f, residual_f = self.layers[i](hidden, residual)
+            hidden_b, residual_b = self.layers[i + 1](hidden.flip(1), None if residual is None else residual.flip(1))
+            hidden = hidden_f + hidden_b.flip(1)
+            residual = residual_f + residual_b.flip(1)
+        residual = residual + self.drop_path(hidden)
+        hidden = self.norm_f(residual.to(self.norm_f.weight.dtype))
+        return self.norm_f(hidden)
+
+
+class SSAST(AudioEncoder):
+    """Self-supervised audio spectrogram transformer: DeiT blocks, cls + dist tokens, final LayerNorm."""
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__(config)
+        c = config
+        rates = _drop_path_rates(c.depth, c.drop_path_rate, shifted=False)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(c.embed_dim, c.num_heads, c.mlp_ratio, c.norm_eps, rates[i], c.attention)
+            for i in range(c.depth))
+        self.norm = nn.LayerNorm(c.embed_dim, eps=c.norm_eps)
+        self.blocks.apply(_init_vit_linear)
+
+    def encode(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = tokens
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+
+def _init_vit_linear(module: nn.Module) -> None:
+    """timm ViT init: Linear weights ~ trunc_normal(0.02), biases 0 (LayerNorms stay 1/0)."""
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        nn.init.zeros_(module.bias)
