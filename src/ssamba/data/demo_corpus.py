@@ -462,10 +462,12 @@ def write_synthetic_package(package: str, destination: str | Path, config: Synth
         for p, pack in enumerate(cfg.packs):
             for w, word in enumerate(cfg.words):
                 w = cfg.words.index(word.rstrip("0123456789") + "1") if word[-1].isdigit() else w
-                f0 = 90 * 1.3 ** p * rng.uniform(0.97, 1.03)
+                # pack: pitch and brightness; word: syllable count, length and formants
+                f0 = 100 * 1.12 ** p * rng.uniform(0.98, 1.02)
                 contour = [1.0, 1.25, 0.85][: 1 + w % 3]
-                formants = [500 + 350 * ((w + s) % 5) for s in range(len(contour))]
-                audio = _harmonic_voice([f0 * c for c in contour], formants, 0.6 + 0.3 * (p % 3), 0.18, sr, rng)
+                formants = [600 + 450 * ((w + 2 * s) % 6) for s in range(len(contour))]
+                syllable = 0.12 + 0.04 * (w % 4)
+                audio = _harmonic_voice([f0 * c for c in contour], formants, 0.3 + 0.15 * p, syllable, sr, rng)
                 _write(base / pack / f"{word}.ogg", audio, sr)
     elif package == "hydrogen-drumkits":
         for k, kit in enumerate(cfg.kits):
