@@ -161,12 +161,13 @@ def _fbank(waves: torch.Tensor, name: str, **o: Any) -> torch.Tensor:
     batch, count = frames.shape[:2]
     mel = torch.empty(batch, count, o["num_mel_bins"], device=device, dtype=dtype)
     energy = torch.empty(batch, count, device=device, dtype=dtype) if o["use_energy"] else None
-    # Work in blocks of about _BLOCK_FRAMES frames: the intermediate (frames x FFT) arrays
-    # then stay in cache, which is ~2-3x faster on CPU than one pass over a large batch.
-    items = max(1, _BLOCK_FRAMES // count)
+    # On CPU, work in blocks of about _BLOCK_FRAMES frames: the intermediate (frames x FFT)
+    # arrays then stay in cache, ~2x faster than one pass over a large batch. GPUs prefer one pass.
+    block_frames = _BLOCK_FRAMES if device.type == "cpu" else count
+    items = max(1, block_frames // count)
     for b in range(0, batch, items):
-        for f in range(0, count, _BLOCK_FRAMES):
-            block = (slice(b, b + items), slice(f, f + _BLOCK_FRAMES))
+        for f in range(0, count, block_frames):
+            block = (slice(b, b + items), slice(f, f + block_frames))
             mel[block], block_energy = _frame_features(frames[block], window, banks, fft_size, o)
             if energy is not None:
                 energy[block] = block_energy
