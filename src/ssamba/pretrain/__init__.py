@@ -6,3 +6,7 @@ from ssamba.pretrain.task import MaskedPatchConfig, MaskedPatchPretraining
 
 __all__ = ["batch_masks", "cluster_mask_indices", "random_mask_indices", "info_nce", "patch_mse",
            "prediction_head", "MaskedPatchConfig", "MaskedPatchPretraining"]
+
+from ssamba.pretrain.run import DataConfig, load_pretrained_task, load_run_config, run_pretraining  # noqa: E402
+
+__all__ += ["DataConfig", "load_pretrained_task", "load_run_config", "run_pretraining"]

@@ -1,0 +1,135 @@
+"""``run_pretraining``: config file + audio data -> a pretraining run directory (what ``ssamba pretrain`` calls).
+
+A run config has four sections (see ``configs/pretrain/*.yaml``)::
+
+    model:    {name: ssamba_tiny, overrides: {drop_path_rate: 0.1}}   # ssamba.create_model arguments
+    pretrain: MaskedPatchConfig fields (masking, num_masked, mask_ratio, objective, mse_weight, two_pass)
+    data:     DataConfig fields (crop_frames, features, format)
+    train:    TrainConfig fields (lr, batch_size, max_steps, ...)
+
+The run directory gets ``metrics.csv``, ``loss_curve.png`` and ``checkpoints/{last,best,step-N}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ssamba.errors import ConfigError
+from ssamba.pretrain.task import MaskedPatchConfig, MaskedPatchPretraining
+from ssamba.train.checkpointing import load_checkpoint
+from ssamba.train.config import TrainConfig, apply_overrides, from_dict, load_yaml, to_dict
+from ssamba.train.trainer import Trainer
+
+log = logging.getLogger(__name__)
+
+SECTIONS = ("model", "pretrain", "data", "train")
+
+
+@dataclass
+class DataConfig:
+    """How audio becomes training examples: crop length in frames (1024 = 10.24 s), feature preset,
+    and the source format ("auto": a folder of ``*.tar`` is read as WebDataset shards)."""
+
+    crop_frames: int = 1024
+    features: str = "pretrain"
+    format: str = "auto"
+    source: str | None = None
+
+
+def load_run_config(config: dict | str | Path | None, overrides: list[str] | None = None) -> dict[str, Any]:
+    """A run config dict from a YAML path or dict, with ``key=value`` overrides, validated section by section."""
+    raw = load_yaml(config) if isinstance(config, (str, Path)) else dict(config or {})
+    raw = apply_overrides(raw, overrides)
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown config section (expected {', '.join(SECTIONS)})")
+    model = dict(raw.get("model") or {})
+    if "name" not in model:
+        raise ConfigError("model.name: missing (e.g. ssamba_tiny, ssast_tiny)")
+    bad = sorted(set(model) - {"name", "overrides"})
+    if bad:
+        raise ConfigError(f"model.{bad[0]}: unknown setting (expected name, overrides)")
+    return {
+        "model": {"name": model["name"], "overrides": dict(model.get("overrides") or {})},
+        "pretrain": to_dict(from_dict(MaskedPatchConfig, raw.get("pretrain"), "pretrain")),
+        "data": to_dict(from_dict(DataConfig, raw.get("data"), "data")),
+        "train": to_dict(from_dict(TrainConfig, raw.get("train"), "train")),
+    }
+
+
+def build_dataset(data: str | Path, config: DataConfig, seed: int):
+    """Folder/manifest -> ``AudioCropDataset``; folder of ``*.tar`` (or a .tar) -> streaming ``ShardStream``."""
+    from ssamba.data.audio_folder import AudioCropDataset
+    from ssamba.data.shards import ShardStream
+
+    path = Path(data)
+    fmt = config.format
+    if fmt == "auto":
+        is_shards = path.suffix == ".tar" or (path.is_dir() and any(path.glob("*.tar")))
+        fmt = "shards" if is_shards else "folder"
+    if fmt == "shards":
+        return ShardStream(path, crop_frames=config.crop_frames, features=config.features, seed=seed)
+    if fmt == "folder":
+        return AudioCropDataset(path, crop_frames=config.crop_frames, features=config.features)
+    raise ConfigError(f"data.format={fmt!r}: must be auto, folder or shards")
+
+
+def build_task(config: dict[str, Any], encoder: torch.nn.Module | None = None) -> MaskedPatchPretraining:
+    """The encoder (``ssamba.create_model(model.name, **model.overrides)``) wrapped in the pretraining task."""
+    import ssamba
+
+    torch.manual_seed(config["train"]["seed"])
+    if encoder is None:
+        overrides = dict(config["model"]["overrides"])
+        overrides.setdefault("input_tdim", config["data"]["crop_frames"])
+        encoder = ssamba.create_model(config["model"]["name"], **overrides)
+    return MaskedPatchPretraining(encoder, MaskedPatchConfig(**config["pretrain"]), seed=config["train"]["seed"])
+
+
+def run_pretraining(config: dict | str | Path | None, data: str | Path | None, out_dir: str | Path,
+                    resume: bool = False, overrides: list[str] | None = None,
+                    encoder: torch.nn.Module | None = None) -> dict[str, Any]:
+    """Pretrain an encoder with the masked-patch objective; returns the trainer's summary.
+
+    ``config``: YAML path or dict (may be None with ``resume=True``: the run's saved config is
+    used). ``data``: folder, manifest or shard folder (None on resume: the saved ``data.source``).
+    ``resume``: continue ``out_dir`` from ``checkpoints/last`` exactly where it stopped.
+    ``encoder``: use this module instead of building ``model.name`` (tests, custom encoders).
+    """
+    out_dir = Path(out_dir)
+    if config is None:
+        if not resume:
+            raise ConfigError("config: required unless resuming a run")
+        _, saved, _ = load_checkpoint(out_dir, with_state=False)
+        config = {k: saved[k] for k in SECTIONS if k in saved}
+    run = load_run_config(config, overrides)
+    data = data if data is not None else run["data"]["source"]
+    if data is None:
+        raise ConfigError("data: no audio folder, manifest or shard folder given")
+    run["data"]["source"] = str(Path(data).resolve())
+    train = TrainConfig(**run["train"])
+    dataset = build_dataset(data, DataConfig(**run["data"]), train.seed)
+    task = build_task(run, encoder)
+    encoder_config = getattr(task.encoder.config, "to_dict", None)
+    run_config = {**run, "encoder": encoder_config() if callable(encoder_config) else None}
+    trainer = Trainer(task, dataset, train, out_dir, run_config=run_config)
+    return trainer.fit(resume=resume)
+
+
+def load_pretrained_task(checkpoint: str | Path) -> MaskedPatchPretraining:
+    """Rebuild the pretraining model (encoder + heads) from a pretraining checkpoint or run directory."""
+    from ssamba.models.config import EncoderConfig
+    from ssamba.models.encoder import AudioEncoder
+
+    weights, config, _ = load_checkpoint(checkpoint, with_state=False)
+    if not config.get("encoder"):
+        raise ConfigError(f"{checkpoint}: checkpoint has no encoder config")
+    encoder = AudioEncoder.from_config(EncoderConfig.from_dict(config["encoder"]))
+    task = MaskedPatchPretraining(encoder, MaskedPatchConfig(**config["pretrain"]))
+    task.load_state_dict(weights)
+    return task
