@@ -29,7 +29,7 @@ demo: install
 	$(BIN)/ssamba demo $(DEMO_ARGS)
 
 bench: install
-	$(BIN)/ssamba bench --out bench/results
+	$(BIN)/ssamba bench --mode inference train --out bench/results
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

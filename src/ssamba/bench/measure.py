@@ -1,0 +1,189 @@
+"""Time and peak memory of one encoder configuration, measured in this process.
+
+Run by ``ssamba.bench.efficiency`` in a fresh subprocess per configuration (CPU), so the
+kernel's peak-RSS high-water mark belongs to that configuration alone:
+``python -m ssamba.bench.measure '<json spec>'`` prints one JSON result line.
+
+Memory: CPU — write 5 to ``/proc/self/clear_refs`` after the model and input are built (this
+resets VmHWM to the current RSS), run, and report VmHWM minus that baseline; CUDA —
+``max_memory_allocated`` minus the allocation after building. Contention: for every repeat
+the share of all cores used by *other* processes (from ``/proc/stat`` minus this process's CPU
+time); repeats above ``max_other_share`` are retried a few times and flagged if still busy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+FREQ_BINS = 128
+
+
+@dataclass
+class MeasureSpec:
+    """One configuration: model, token count and how to run it."""
+
+    model: str
+    tokens: int
+    batch: int = 1
+    mode: str = "inference"          # inference | train
+    device: str = "cpu"
+    attention: str | None = None     # SSAST: naive | sdpa
+    scan: str | None = None          # SSAMBA: ref | chunked | fused | cuda
+    dtype: str = "float32"
+    repeats: int = 3
+    warmup: int = 1
+    threads: int | None = None
+    budget_s: float = 120.0          # measured repeats are cut to fit this after the warm-up
+    max_other_share: float = 0.15
+    retries: int = 2
+
+
+@dataclass
+class MeasureResult:
+    spec: dict
+    frames: int
+    seconds_audio: float
+    times_s: list[float] = field(default_factory=list)
+    other_cpu_share: list[float] = field(default_factory=list)
+    median_s: float | None = None
+    min_s: float | None = None
+    tokens_per_s: float | None = None
+    peak_mem_mib: float | None = None
+    contended: bool = False
+    backend: str | None = None
+    skipped: str | None = None
+
+
+def frames_for_tokens(tokens: int, fshape: int = 16, tshape: int = 16, fstride: int = 16, tstride: int = 16,
+                      fdim: int = FREQ_BINS) -> int:
+    """Fbank frames whose patch grid has at least ``tokens`` patches (pretraining geometry by default)."""
+    rows = (fdim - fshape) // fstride + 1
+    cols = max(1, math.ceil(tokens / rows))
+    return (cols - 1) * tstride + tshape
+
+
+def _proc_status(key: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return float(line.split()[1]) / 1024  # kB -> MiB
+    raise RuntimeError(f"{key} not in /proc/self/status")
+
+
+def _reset_peak_rss() -> float:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return _proc_status("VmRSS")
+
+
+def _busy_jiffies() -> int:
+    with open("/proc/stat") as f:
+        fields = f.readline().split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return user + nice + system + irq + softirq + steal
+
+
+def _own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def build(spec: MeasureSpec):
+    """The model (with the requested attention / scan backend) and an input batch."""
+    from ssamba.models import create_model
+
+    overrides: dict = {"drop_path_rate": 0.0}
+    if spec.model.startswith("ssast") and spec.attention:
+        overrides["attention"] = spec.attention
+    if spec.model.startswith("ssamba") and spec.scan:
+        overrides["scan_backend"] = spec.scan
+    model = create_model(spec.model, **overrides).to(spec.device)
+    c = model.config
+    frames = frames_for_tokens(spec.tokens, c.fshape, c.tshape, c.fstride, c.tstride, c.input_fdim)
+    fbank = torch.randn(spec.batch, frames, c.input_fdim, device=spec.device)
+    return model, fbank, frames
+
+
+def _step(model, fbank, train: bool, dtype: torch.dtype) -> None:
+    autocast = torch.autocast(fbank.device.type, dtype=dtype, enabled=dtype != torch.float32)
+    if train:
+        with autocast:
+            loss = model.forward_features(fbank).float().pow(2).mean()
+        loss.backward()
+        model.zero_grad(set_to_none=True)
+    else:
+        with torch.inference_mode(), autocast:
+            model.forward_features(fbank)
+    if fbank.device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def measure(spec: MeasureSpec) -> MeasureResult:
+    """Warm up, then time ``repeats`` runs (fewer if over budget) and read the peak memory."""
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
+    torch.manual_seed(0)
+    model, fbank, frames = build(spec)
+    result = MeasureResult(asdict(spec), frames, frames / 100.0)
+    model.train(spec.mode == "train")
+    dtype = getattr(torch, spec.dtype)
+    cuda = fbank.device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base = _reset_peak_rss()
+    warm_s = 0.0
+    for _ in range(max(spec.warmup, 0)):
+        start = time.perf_counter()
+        _step(model, fbank, spec.mode == "train", dtype)
+        warm_s = time.perf_counter() - start
+    repeats = spec.repeats
+    if warm_s > 0:
+        repeats = max(1, min(repeats, int(spec.budget_s // warm_s)))
+    ncpu = os.cpu_count() or 1
+    for _ in range(repeats):
+        for attempt in range(spec.retries + 1):
+            busy0, own0, t0 = _busy_jiffies(), _own_cpu_s(), time.perf_counter()
+            _step(model, fbank, spec.mode == "train", dtype)
+            wall = time.perf_counter() - t0
+            busy = (_busy_jiffies() - busy0) / os.sysconf("SC_CLK_TCK")
+            other = max(0.0, busy - (_own_cpu_s() - own0)) / (ncpu * wall)
+            if other <= spec.max_other_share or attempt == spec.retries:
+                break
+        result.times_s.append(wall)
+        result.other_cpu_share.append(round(other, 3))
+    result.contended = any(s > spec.max_other_share for s in result.other_cpu_share)
+    result.median_s = statistics.median(result.times_s)
+    result.min_s = min(result.times_s)
+    result.tokens_per_s = spec.batch * spec.tokens / result.median_s
+    if cuda:
+        result.peak_mem_mib = (torch.cuda.max_memory_allocated() - base) / 2**20
+    else:
+        result.peak_mem_mib = _proc_status("VmHWM") - base
+    if spec.model.startswith("ssamba"):
+        from ssamba.nn.scan import resolve_backend
+        result.backend = str(resolve_backend(fbank, spec.scan))
+    else:
+        result.backend = model.config.attention
+    return result
+
+
+def main(argv: list[str]) -> int:
+    spec = MeasureSpec(**json.loads(argv[0]))
+    print(json.dumps(asdict(measure(spec))), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,100 @@
+"""Benchmark output: JSON, a Markdown table with SSAMBA/SSAST ratios, and a log-log plot."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+
+def markdown_table(result: dict) -> str:
+    """Seconds per forward (peak MiB) per configuration and token count, then the ratios."""
+    from ssamba.bench.efficiency import label
+
+    rows = result["results"]
+    tokens = sorted({r["spec"]["tokens"] for r in rows})
+    names = sorted({label(r) for r in rows})
+    cells = {(label(r), r["spec"]["tokens"]): r for r in rows}
+    mode = rows[0]["spec"]["mode"] if rows else "inference"
+    lines = [f"Median seconds per {'forward + backward' if mode == 'train' else 'forward'} "
+             f"(peak MiB); machine: {result['machine']['cpu']}, {result['machine']['cores']} cores, "
+             f"torch {result['machine']['torch']}", "",
+             "| tokens | audio (s) | " + " | ".join(names) + " |",
+             "|---|---|" + "---|" * len(names)]
+    for t in tokens:
+        any_row = next(r for r in rows if r["spec"]["tokens"] == t)
+        vals = []
+        for n in names:
+            r = cells.get((n, t))
+            if r is None:
+                vals.append("")
+            elif r.get("skipped"):
+                vals.append(f"skipped ({r['skipped']})")
+            else:
+                vals.append(f"{r['median_s']:.3f} ({r['peak_mem_mib']:.0f})" + (" *" if r.get("contended") else ""))
+        lines.append(f"| {t} | {any_row['seconds_audio']:.1f} | " + " | ".join(vals) + " |")
+    if result.get("ratios"):
+        paper = result.get("paper_ratios_22k", {})
+        lines += ["", f"SSAMBA / SSAST (paper at ~22k tokens, GPU: {paper.get('time')}x time, "
+                      f"{paper.get('memory')}x memory)", "",
+                  "| tokens | SSAMBA | vs SSAST | time ratio | memory ratio |", "|---|---|---|---|---|"]
+        for q in sorted(result["ratios"], key=lambda q: (q["tokens"], q["ssamba"], q["ssast"])):
+            mem = f"{q['memory_ratio']:.3f}" if q["memory_ratio"] is not None else "n/a"
+            lines.append(f"| {q['tokens']} | {q['ssamba']} | {q['ssast']} | {q['time_ratio']:.3f} | {mem} |")
+    if any(r.get("contended") for r in rows):
+        lines += ["", "\\* other processes used more than 15 % of the CPU during a repeat: unreliable."]
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict, path: str | Path) -> None:
+    """Time and peak memory against tokens, log-log, one line per model/backend."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ssamba.bench.efficiency import label
+
+    series = defaultdict(list)
+    for r in result["results"]:
+        if not r.get("skipped"):
+            series[label(r)].append((r["spec"]["tokens"], r["median_s"], max(r["peak_mem_mib"], 1e-3)))
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, points in sorted(series.items()):
+        points.sort()
+        x = [p[0] for p in points]
+        ax_t.plot(x, [p[1] for p in points], marker="o", label=name)
+        ax_m.plot(x, [p[2] for p in points], marker="o", label=name)
+    mode = result["config"]["mode"]
+    for ax, ylabel in ((ax_t, f"seconds per {'train step' if mode == 'train' else 'forward'}"),
+                       (ax_m, "peak memory (MiB)")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("tokens (patches)")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+    ax_t.legend(fontsize=8)
+    fig.suptitle(f"{mode}, batch {result['config']['batch']}, {result['machine']['cpu']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def save_results(result: dict, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``<mode>_<device>.json``, ``.md`` and ``.png`` into ``out_dir``; returns the paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"{result['config']['mode']}_{result['config']['device']}"
+    paths = {"json": out / f"{stem}.json", "md": out / f"{stem}.md", "png": out / f"{stem}.png"}
+    _atomic_write(paths["json"], json.dumps(result, indent=2))
+    _atomic_write(paths["md"], markdown_table(result))
+    plot(result, paths["png"])
+    return paths

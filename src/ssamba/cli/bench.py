@@ -1,0 +1,51 @@
+"""`ssamba bench`: SSAMBA vs SSAST time and memory against tokens (``ssamba.bench.efficiency``)."""
+
+from __future__ import annotations
+
+from ssamba.errors import ConfigError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("bench", help="time and peak memory of SSAMBA vs SSAST against sequence length")
+    p.add_argument("--models", nargs="+", default=["ssamba_tiny", "ssast_tiny"])
+    p.add_argument("--tokens", nargs="+", type=int, default=[512, 1024, 4096, 8192, 22000])
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--mode", choices=("inference", "train"), nargs="+", default=["inference"],
+                   help="one or both; train = forward + backward")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--attention", nargs="+", choices=("naive", "sdpa"), default=["naive", "sdpa"])
+    p.add_argument("--scan", nargs="+", choices=("auto", "ref", "chunked", "fused", "cuda"), default=["auto"])
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=None, help="torch threads per run (default: torch's)")
+    p.add_argument("--budget", type=float, default=120.0, help="max seconds of measured repeats per config")
+    p.add_argument("--out", default=None, help="directory for <mode>_<device>.json/.md/.png")
+    p.add_argument("--json", default=None, help="also write the (last mode's) result JSON here")
+    p.add_argument("--plot", default=None, help="also write the (last mode's) plot here")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import json
+
+    from ssamba.bench.efficiency import BenchConfig, run_benchmark
+    from ssamba.bench.report import markdown_table, plot
+
+    if args.repeats < 1 or args.batch < 1:
+        raise ConfigError("--repeats and --batch must be at least 1")
+    for mode in args.mode:
+        config = BenchConfig(models=args.models, tokens=args.tokens, batch=args.batch, mode=mode,
+                             device=args.device, attention=args.attention,
+                             scan=[None if s == "auto" else s for s in args.scan], dtype=args.dtype,
+                             repeats=args.repeats, threads=args.threads, budget_s=args.budget)
+        result = run_benchmark(config, args.out)
+        print()
+        print(markdown_table(result))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(result, f, indent=2)
+        if args.plot:
+            plot(result, args.plot)
+    if args.out:
+        print(f"results written to {args.out}")
+    return 0

@@ -1,0 +1,65 @@
+"""The efficiency benchmark runs end to end on tiny sizes and writes complete, consistent results."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ssamba.bench.efficiency import BenchConfig, estimated_peak_gib, ratios, specs
+from ssamba.bench.measure import MeasureSpec, frames_for_tokens
+
+
+def test_tokens_map_to_frames_of_the_pretraining_grid():
+    assert frames_for_tokens(512) == 1024          # 8 x 64 patches = a 10.24 s clip
+    assert frames_for_tokens(22000) == 44000       # 8 x 2750 patches = 440 s
+    assert frames_for_tokens(8) == 16              # one time column
+    assert frames_for_tokens(9) == 32              # rounds up to whole columns
+
+
+def test_specs_cover_every_variant():
+    config = BenchConfig(models=["ssamba_tiny", "ssast_tiny"], tokens=[64, 128],
+                         attention=["naive", "sdpa"], scan=["fused", "chunked"])
+    got = {(s.model, s.tokens, s.attention, s.scan) for s in specs(config)}
+    assert got == {(m, t, a, s) for t in (64, 128)
+                   for (m, a, s) in [("ssast_tiny", "naive", None), ("ssast_tiny", "sdpa", None),
+                                     ("ssamba_tiny", None, "fused"), ("ssamba_tiny", None, "chunked")]}
+
+
+def test_naive_attention_at_long_lengths_is_estimated_not_to_fit_training():
+    train = MeasureSpec(model="ssast_tiny", tokens=22000, mode="train", attention="naive")
+    sdpa = MeasureSpec(model="ssast_tiny", tokens=22000, mode="train", attention="sdpa")
+    assert estimated_peak_gib(train) > 50 > estimated_peak_gib(sdpa)
+
+
+def test_ratios_divide_matching_rows():
+    def row(model, tokens, median, mem, **spec):
+        return {"spec": {"model": model, "tokens": tokens, **spec}, "median_s": median,
+                "peak_mem_mib": mem, "backend": spec.get("scan")}
+    rows = [row("ssamba_tiny", 512, 1.0, 10.0, scan="fused"),
+            row("ssast_tiny", 512, 4.0, 40.0, attention="naive"),
+            row("ssast_tiny", 1024, 9.0, 90.0, attention="naive"),
+            {"spec": {"model": "ssast_tiny", "tokens": 512, "attention": "sdpa"}, "skipped": "too big"}]
+    (only,) = ratios(rows)
+    assert only["tokens"] == 512 and only["ssast"] == "ssast_tiny/naive"
+    assert only["time_ratio"] == pytest.approx(0.25) and only["memory_ratio"] == pytest.approx(0.25)
+
+
+def test_cli_writes_valid_json_with_all_fields(tmp_path):
+    out = tmp_path / "bench"
+    cmd = [sys.executable, "-m", "ssamba", "bench", "--tokens", "16", "32", "--repeats", "2",
+           "--scan", "chunked", "--out", str(out), "--threads", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((out / "inference_cpu.json").read_text())
+    assert set(result) >= {"machine", "config", "results", "ratios", "paper_ratios_22k"}
+    assert len(result["results"]) == 2 * 3  # 2 lengths x (ssamba + ssast naive + ssast sdpa)
+    for row in result["results"]:
+        assert not row.get("skipped"), row
+        assert len(row["times_s"]) == 2 and len(row["other_cpu_share"]) == 2
+        assert row["min_s"] <= row["median_s"] and row["min_s"] == min(row["times_s"])
+        assert row["peak_mem_mib"] >= 0 and row["tokens_per_s"] > 0
+        assert row["frames"] == frames_for_tokens(row["spec"]["tokens"])
+    assert len(result["ratios"]) == 4
+    assert (out / "inference_cpu.png").stat().st_size > 1000
+    assert "| 16 |" in (out / "inference_cpu.md").read_text()
