@@ -88,14 +88,14 @@ class ShardStream(IterableDataset):
         return mine
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        from webdataset.tariterators import group_by_keys, tar_file_iterator
+        from webdataset.tariterators import group_by_keys, tar_file_expander
 
         from ssamba.audio import load_audio
         from ssamba.train.distributed import item_seed
 
         for shard_index, path in self._my_shards():
             with path.open("rb") as stream:
-                for position, sample in enumerate(group_by_keys(tar_file_iterator(stream))):
+                for position, sample in enumerate(group_by_keys(tar_file_expander([{"url": str(path), "stream": stream}]))):
                     ext = next((k for k in sample if "." + k in AUDIO_EXTENSIONS), None)
                     if ext is None:
                         raise DataError(f"{path}: sample {sample.get('__key__')!r} has no audio member")
