@@ -1,0 +1,63 @@
+"""`ssamba embed`: embeddings of audio files with a checkpoint (see ``ssamba.inference.embed_files``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ssamba.errors import ConfigError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("embed", help="embed audio files with a pretrained encoder",
+                       description="One scene embedding per file (OUT.npy + OUT.files.txt), or with "
+                                   "--timestamps an OUT.npz holding names, per-file embeddings and times.")
+    p.add_argument("inputs", nargs="+", metavar="FILES_OR_DIRS", help="audio files and/or directories (recursive)")
+    p.add_argument("--model", required=True, help="ssamba checkpoint dir or official .pth")
+    p.add_argument("--out", required=True, help="output .npy (scene) or .npz (--timestamps)")
+    p.add_argument("--timestamps", action="store_true", help="timestamp embeddings instead of scene embeddings")
+    p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    p.add_argument("--skip-errors", action="store_true", help="skip unreadable files (listed in OUT.skipped.txt)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import torch
+
+    from ssamba.inference import embed_files, find_audio_files
+
+    out = Path(args.out)
+    expected = ".npz" if args.timestamps else ".npy"
+    if out.suffix != expected:
+        raise ConfigError(f"--out {out}: must end in {expected}" + (" with --timestamps" if args.timestamps else ""))
+    files = find_audio_files(args.inputs)
+    if not files:
+        raise ConfigError(f"no audio files found in {' '.join(args.inputs)}")
+    result = embed_files(files, args.model, timestamps=args.timestamps, batch_size=args.batch_size,
+                         device=args.device, dtype=getattr(torch, args.dtype), skip_errors=args.skip_errors)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    names = [str(f) for f in result.files]
+    if args.timestamps:
+        arrays = {"names": np.array(names)}
+        for i, (emb, times) in enumerate(result.embeddings):
+            arrays[f"embeddings_{i}"], arrays[f"timestamps_ms_{i}"] = emb, times
+        np.savez(out, **arrays)
+    else:
+        np.save(out, result.embeddings)
+        out.with_suffix(".files.txt").write_text("".join(n + "\n" for n in names))
+    shape = (len(names), "T", result.embeddings[0][0].shape[-1]) if args.timestamps and names else \
+        getattr(result.embeddings, "shape", None)
+    print(f"embedded {len(names)} file(s) -> {out} {shape}")
+    for i, name in enumerate(names):
+        print(f"{i}\t{name}")
+    if result.skipped:
+        skipped_path = out.with_suffix(".skipped.txt")
+        skipped_path.write_text("".join(f"{p}\t{why}\n" for p, why in result.skipped))
+        print(f"skipped {len(result.skipped)} unreadable file(s), listed in {skipped_path}:", file=sys.stderr)
+        for path, why in result.skipped:
+            print(f"  {why}", file=sys.stderr)
+    return 0

@@ -1,0 +1,268 @@
+"""Embeddings from audio of any length: windowing, batching, pooling and timestamps.
+
+A clip becomes normalised fbank frames in the encoder's recorded input pipeline. Clips
+shorter than the encoder's window (``config.input_tdim`` frames) are padded, as the official
+recipes pad; longer ones are cut into windows of ``input_tdim`` frames with 50 % overlap, the
+last one padded so no tail is lost. Windows from all clips are batched together, so the
+result of a clip never depends on what it was batched with.
+
+- scene embedding of a clip: mean over its windows of the window embedding (the official
+  embedding: mean of the non-CLS tokens after the final norm);
+- timestamp embeddings: one per time column of the patch grid (tokens averaged over the
+  frequency rows), columns of overlapping windows averaged, one every ``tstride`` frames
+  (160 ms at the pretraining geometry), stamped with the column's centre time in ms.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from ssamba.audio import load_audio
+from ssamba.errors import AudioError, ConfigError
+from ssamba.features import FeatureConfig, FeatureExtractor
+
+FRAME_SHIFT_MS = 10.0
+FRAME_LENGTH_MS = 25.0
+
+
+def feature_config_for(model) -> FeatureConfig:
+    """The input pipeline an encoder was trained with (recorded in its config)."""
+    spec = model.config.features
+    if isinstance(spec, FeatureConfig):
+        return spec
+    if isinstance(spec, str):
+        return FeatureConfig.preset(spec)
+    if isinstance(spec, dict):
+        return FeatureConfig.from_dict(spec)
+    raise ConfigError(f"encoder config features={spec!r}: expected a preset name or a dict")
+
+
+@dataclass
+class ClipWindows:
+    """Where one clip's windows sit in the flat batch, and how many grid columns it owns."""
+
+    first: int
+    count: int
+    num_frames: int   # real (unpadded) fbank frames of the clip
+    num_columns: int  # time columns of the padded, stitched grid
+
+
+class Embedder:
+    """Turns waveforms into scene / timestamp embeddings with one encoder.
+
+    ``hop_frames`` (default: half the window, rounded to the time stride) sets the overlap of
+    windows over long audio. ``dtype`` is float32 or bfloat16 (autocast).
+    """
+
+    def __init__(self, model: torch.nn.Module, device: str | torch.device | None = None,
+                 dtype: torch.dtype = torch.float32, batch_size: int = 8,
+                 hop_frames: int | None = None) -> None:
+        if dtype not in (torch.float32, torch.bfloat16):
+            raise ConfigError(f"dtype={dtype}: use torch.float32 or torch.bfloat16")
+        if batch_size < 1:
+            raise ConfigError(f"batch_size={batch_size}: must be at least 1")
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.model = model.to(self.device).eval()
+        self.dtype = dtype
+        self.batch_size = batch_size
+        cfg = model.config
+        self.window = cfg.input_tdim
+        self.tstride, self.tshape = cfg.tstride, cfg.tshape
+        hop = hop_frames if hop_frames is not None else max(self.tstride, self.window // 2)
+        hop = max(self.tstride, hop // self.tstride * self.tstride)  # keep window grids aligned
+        if hop > self.window:
+            raise ConfigError(f"hop_frames={hop_frames}: larger than the window ({self.window} frames)")
+        self.hop = hop
+        self.features = FeatureExtractor(dataclasses.replace(feature_config_for(model), target_length=None))
+        self.pad_value = float(-self.features.config.mean / (2 * self.features.config.std))
+
+    @property
+    def sample_rate(self) -> int:
+        return self.features.config.sample_rate
+
+    @property
+    def hop_ms(self) -> float:
+        """Time between consecutive timestamp embeddings."""
+        return self.tstride * FRAME_SHIFT_MS
+
+    # ---- windowing -------------------------------------------------------------------------
+    def _windows(self, fbank: torch.Tensor) -> list[torch.Tensor]:
+        """Cut (T, F) normalised fbank into windows of ``self.window`` frames (padded)."""
+        frames = fbank.shape[0]
+        steps = 0 if frames <= self.window else math.ceil((frames - self.window) / self.hop)
+        total = self.window + steps * self.hop
+        if total > frames:
+            pad = fbank.new_full((total - frames, fbank.shape[1]), self.pad_value)
+            fbank = torch.cat([fbank, pad], dim=0)
+        return [fbank[i * self.hop:i * self.hop + self.window] for i in range(steps + 1)]
+
+    def _column_count(self, num_windows: int) -> int:
+        return (self.window + (num_windows - 1) * self.hop - self.tshape) // self.tstride + 1
+
+    def _run(self, windows: list[torch.Tensor], timestamps: bool) -> torch.Tensor:
+        """Encoder outputs for every window: (W, D) pooled, or (W, t, D) per time column."""
+        outputs = []
+        autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16)
+                    if self.dtype == torch.bfloat16 else contextlib.nullcontext())
+        with torch.inference_mode(), autocast:
+            for start in range(0, len(windows), self.batch_size):
+                batch = torch.stack(windows[start:start + self.batch_size]).to(self.device)
+                tokens = self.model.forward_features(batch)
+                if timestamps:
+                    f, t = self.model.patch_grid(batch.shape[1], batch.shape[2])
+                    patches = tokens[:, self.model.num_cls_tokens:]
+                    outputs.append(patches.reshape(len(batch), f, t, -1).mean(dim=1).float().cpu())
+                else:
+                    outputs.append(self.model.pool(tokens).float().cpu())
+        return torch.cat(outputs)
+
+    def _prepare(self, waves: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[ClipWindows]]:
+        windows: list[torch.Tensor] = []
+        clips: list[ClipWindows] = []
+        for wave in waves:
+            fbank = self.features(wave)
+            clip_windows = self._windows(fbank)
+            clips.append(ClipWindows(len(windows), len(clip_windows), fbank.shape[0],
+                                     self._column_count(len(clip_windows))))
+            windows.extend(clip_windows)
+        return windows, clips
+
+    # ---- public ----------------------------------------------------------------------------
+    def scene(self, waves: Sequence[torch.Tensor]) -> torch.Tensor:
+        """(n, D): per clip, the mean of its window embeddings."""
+        windows, clips = self._prepare(waves)
+        pooled = self._run(windows, timestamps=False)
+        return torch.stack([pooled[c.first:c.first + c.count].mean(dim=0) for c in clips])
+
+    def timestamps(self, waves: Sequence[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per clip: (T, D) embeddings of the time columns that hold audio, and (T,) centres in ms."""
+        windows, clips = self._prepare(waves)
+        columns = self._run(windows, timestamps=True)  # (W, t, D)
+        per_window = columns.shape[1]
+        shift = self.hop // self.tstride
+        results = []
+        for clip in clips:
+            total = columns.new_zeros(clip.num_columns, columns.shape[2])
+            count = columns.new_zeros(clip.num_columns, 1)
+            for k in range(clip.count):
+                total[k * shift:k * shift + per_window] += columns[clip.first + k]
+                count[k * shift:k * shift + per_window] += 1
+            stitched = total / count
+            keep = max(1, min(clip.num_columns, math.ceil(clip.num_frames / self.tstride)))
+            results.append((stitched[:keep], self.column_centres_ms(keep)))
+        return results
+
+    def column_centres_ms(self, count: int) -> torch.Tensor:
+        """Centre time (ms) of each time column: the mean centre of the frames it covers."""
+        first_frame = torch.arange(count, dtype=torch.float64) * self.tstride
+        centre_frame = first_frame + (self.tshape - 1) / 2
+        return (centre_frame * FRAME_SHIFT_MS + FRAME_LENGTH_MS / 2).float()
+
+
+def _as_waves(sources: Iterable, sample_rate: int | None) -> list[torch.Tensor]:
+    waves = []
+    for source in sources:
+        if isinstance(source, (str, Path)):
+            waves.append(load_audio(source))
+        else:
+            if sample_rate is None:
+                raise AudioError("arrays passed to embed() need sample_rate=")
+            waves.append(load_audio(source, sample_rate=sample_rate))
+    return waves
+
+
+def embed(sources: Iterable, model, sample_rate: int | None = None, timestamps: bool = False,
+          batch_size: int = 8, device: str | None = None, dtype: torch.dtype = torch.float32):
+    """Embeddings of audio files or arrays with an encoder (or a path that ``ssamba.load`` reads).
+
+    Returns an (n, D) numpy array of scene embeddings, or with ``timestamps=True`` a list of
+    (embeddings (T, D), centre times in ms (T,)) numpy pairs, one per source.
+    """
+    if isinstance(model, (str, Path)):
+        from ssamba.checkpoints.io import load
+        model = load(model)
+    embedder = Embedder(model, device=device, dtype=dtype, batch_size=batch_size)
+    waves = _as_waves(sources, sample_rate)
+    if timestamps:
+        return [(e.numpy(), t.numpy()) for e, t in embedder.timestamps(waves)]
+    return embedder.scene(waves).numpy()
+
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au")
+
+
+def find_audio_files(inputs: Iterable[str | Path]) -> list[Path]:
+    """Files given directly, plus audio files found recursively in given directories, sorted."""
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*")
+                                if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS))
+        elif path.exists():
+            files.append(path)
+        else:
+            raise AudioError(f"{path}: no such file or directory")
+    return files
+
+
+@dataclass
+class FileEmbeddings:
+    """Embeddings of the files that could be read, in input order, and those that could not."""
+
+    files: list[Path]
+    embeddings: np.ndarray | list[tuple[np.ndarray, np.ndarray]]
+    skipped: list[tuple[Path, str]]
+
+
+def embed_files(files: Sequence[str | Path], model, timestamps: bool = False, batch_size: int = 8,
+                device: str | None = None, dtype: torch.dtype = torch.float32,
+                skip_errors: bool = False, chunk: int = 64, progress: bool = True) -> FileEmbeddings:
+    """Embed audio files in order, ``chunk`` files at a time (bounded memory).
+
+    An unreadable file raises its ``AudioError`` (naming the file) unless ``skip_errors``,
+    in which case it is left out and listed in ``skipped`` with the reason.
+    """
+    from tqdm import tqdm
+
+    if isinstance(model, (str, Path)):
+        from ssamba.checkpoints.io import load
+        model = load(model)
+    embedder = Embedder(model, device=device, dtype=dtype, batch_size=batch_size)
+    kept: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
+    scene_rows: list[torch.Tensor] = []
+    stamped: list[tuple[np.ndarray, np.ndarray]] = []
+    bar = tqdm(total=len(files), unit="file", disable=not progress, desc="embed")
+    for start in range(0, len(files), chunk):
+        waves, names = [], []
+        for path in map(Path, files[start:start + chunk]):
+            try:
+                waves.append(load_audio(path))
+                names.append(path)
+            except AudioError as exc:
+                if not skip_errors:
+                    bar.close()
+                    raise
+                skipped.append((path, str(exc)))
+        if waves:
+            if timestamps:
+                stamped.extend((e.numpy(), t.numpy()) for e, t in embedder.timestamps(waves))
+            else:
+                scene_rows.append(embedder.scene(waves))
+            kept.extend(names)
+        bar.update(min(chunk, len(files) - start))
+    bar.close()
+    if timestamps:
+        return FileEmbeddings(kept, stamped, skipped)
+    dim = model.embed_dim
+    matrix = torch.cat(scene_rows).numpy() if scene_rows else np.zeros((0, dim), np.float32)
+    return FileEmbeddings(kept, matrix, skipped)
