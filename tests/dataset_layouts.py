@@ -224,14 +224,15 @@ def write_folder_per_label(root: Path, classes: list[str], per_class: int = 3, s
     return {"classes": sorted(classes), "per_class": per_class}
 
 
-def write_csv_dataset(root: Path, classes: list[str], per_class: int = 4, folds: int = 2, seconds: float = 0.5) -> Path:
-    """root/clips/*.wav and root/manifest.csv with `path,label,fold` (paths relative to root)."""
+def write_csv_dataset(root: Path, classes: list[str], per_class: int = 4, folds: int = 2, seconds: float = 0.5, spread: int = 1) -> Path:
+    """root/clips/*.wav and root/manifest.csv with `path,label,fold` (paths relative to root).
+    Class c sounds like tone class c * spread (spread > 1 puts classes in distant mel bands)."""
     root = Path(root)
     lines = ["path,label,fold"]
     for c, name in enumerate(classes):
         for n in range(per_class):
             rel = f"clips/{name}_{n}.wav"
-            write_clip(root / rel, c, seconds, seed=c * 100 + n)
+            write_clip(root / rel, c * spread, seconds, seed=c * 100 + n)
             lines.append(f"{rel},{name},{n % folds + 1}")
     (root / "manifest.csv").write_text("\n".join(lines) + "\n")
     return root / "manifest.csv"

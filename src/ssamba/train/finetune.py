@@ -1,0 +1,291 @@
+"""Fine-tuning recipe: encoder (from a checkpoint or a named size) + head (mean of non-CLS tokens ->
+LayerNorm -> Linear), trained on the shared Trainer, then scored on the test split or on each
+cross-validation fold.
+
+Outputs of `finetune(...)` under `out_dir` (per fold under `out_dir/fold<k>/` for k-fold data):
+`model/` (encoder `config.json` + `model.safetensors`, `head.safetensors`, `task.json`),
+`results.json`, `results.md` and `confusion.png` (single-label) in `out_dir`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ssamba.data.datasets import AudioClassificationDataset, read_dataset
+from ssamba.data.manifests import AudioItem, DatasetSpec, Manifest
+from ssamba.errors import CheckpointError, ConfigError
+from ssamba.features.augment import AugmentConfig, Augmenter
+from ssamba.train.config import TrainConfig, from_dict, to_dict
+from ssamba.train.metrics import (aggregate_folds, classification_metrics, confusion_matrix,
+                                  write_confusion_matrix_png, write_results_markdown)
+
+log = logging.getLogger(__name__)
+
+LOSSES = ("ce", "bce")
+
+
+@dataclass
+class FinetuneConfig:
+    """What to fine-tune on and how (the optimiser/schedule live in TrainConfig).
+
+    dataset: reader name for `ssamba.data.datasets.read_dataset` ("esc50", "speechcommands_v2", ...).
+    model: named size used when no `--init` checkpoint is given.
+    fstride/tstride: patch strides for fine-tuning (10 = overlapping patches, as the paper); the
+      pretrained positional embedding is resized to the new grid on load.
+    loss: "ce" (softmax cross-entropy) or "bce" (per-class sigmoid, multi-label and Speech Commands).
+    head_lr_mult: the head's LR = lr x head_lr_mult (needs a Trainer that honours `lr_scale`).
+    augment: an AugmentConfig preset name ("esc50", "speechcommands", "audioset", "none") or fields.
+    features: FeatureConfig preset; None = the dataset's own.
+    folds: test folds to run for k-fold datasets (None = all).
+    """
+
+    dataset: str = "folder"
+    model: str = "ssamba_tiny"
+    fstride: int = 10
+    tstride: int = 10
+    loss: str = "ce"
+    head_lr_mult: float = 1.0
+    augment: Any = "none"
+    features: str | None = None
+    folds: list[int] | None = None
+    eval_batch_size: int = 16
+    model_overrides: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ConfigError(f"finetune.loss={self.loss!r}: must be one of {', '.join(LOSSES)}")
+        if self.head_lr_mult <= 0:
+            raise ConfigError(f"finetune.head_lr_mult={self.head_lr_mult}: must be positive")
+
+    def augment_config(self) -> AugmentConfig:
+        if isinstance(self.augment, str):
+            return AugmentConfig.preset(self.augment)
+        return from_dict(AugmentConfig, self.augment, "finetune.augment")
+
+
+class ClassificationHead(nn.Module):
+    """LayerNorm -> Linear on the pooled (mean of non-CLS tokens) embedding."""
+
+    def __init__(self, dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.linear = nn.Linear(dim, num_classes)
+
+    def forward(self, embedding: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.norm(embedding))
+
+
+class FinetuneTask(nn.Module):
+    """Trainer task: batch (features (B, T, F), targets (B, C)) -> {"loss", "accuracy"}."""
+
+    def __init__(self, encoder: nn.Module, num_classes: int, loss: str = "ce", head_lr_mult: float = 1.0) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = ClassificationHead(encoder.embed_dim, num_classes)
+        self.loss_name = loss
+        self.head_lr_mult = head_lr_mult
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(features))
+
+    def scores(self, logits: torch.Tensor) -> torch.Tensor:
+        """Probabilities: softmax for "ce", per-class sigmoid for "bce"."""
+        return torch.softmax(logits, dim=-1) if self.loss_name == "ce" else torch.sigmoid(logits)
+
+    def forward(self, batch) -> dict[str, torch.Tensor]:
+        features, targets = batch
+        logits = self.logits(features)
+        if self.loss_name == "ce":
+            loss = nn.functional.cross_entropy(logits, targets)  # soft (mixup) targets allowed
+        else:
+            loss = nn.functional.binary_cross_entropy_with_logits(logits, targets)
+        accuracy = (logits.argmax(dim=-1) == targets.argmax(dim=-1)).float().mean()
+        return {"loss": loss, "accuracy": accuracy.detach()}
+
+    def param_groups(self) -> list[dict]:
+        """Encoder at the base LR, head at lr x head_lr_mult (`lr_scale`)."""
+        return [
+            {"params": [p for p in self.encoder.parameters() if p.requires_grad], "lr_scale": 1.0},
+            {"params": list(self.head.parameters()), "lr_scale": self.head_lr_mult},
+        ]
+
+
+# ----------------------------------------------------------------------------- building blocks
+
+
+def build_encoder(config: FinetuneConfig, target_length: int, init: str | Path | None = None) -> nn.Module:
+    """The encoder to fine-tune, in train mode: loaded from `init` (a `save_pretrained` directory or an
+    official .pth; positional embedding resized to the fine-tuning grid) or a fresh named model."""
+    import ssamba
+
+    geometry = dict(fstride=config.fstride, tstride=config.tstride, input_tdim=target_length, **config.model_overrides)
+    encoder = ssamba.load(init, **geometry) if init else ssamba.create_model(config.model, **geometry)
+    return encoder.train()
+
+
+def make_extractor(preset: str):
+    from ssamba.features import FeatureConfig, FeatureExtractor
+
+    return FeatureExtractor(FeatureConfig.preset(preset))
+
+
+@torch.no_grad()
+def predict(task: FinetuneTask, dataset: Dataset, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """(scores (N, C), targets (N, C)) of a task over a dataset, in dataset order, in eval mode."""
+    was_training = task.training
+    task.eval()
+    device = next(task.parameters()).device
+    scores, targets = [], []
+    for features, target in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        scores.append(task.scores(task.logits(features.to(device))).float().cpu())
+        targets.append(target)
+    task.train(was_training)
+    return torch.cat(scores).numpy(), torch.cat(targets).numpy()
+
+
+def save_finetuned(task: FinetuneTask, directory: Path, spec: DatasetSpec, config: FinetuneConfig) -> Path:
+    """Write the encoder (`save_pretrained`), the head and a `task.json` describing classes and loss."""
+    directory.mkdir(parents=True, exist_ok=True)
+    task.encoder.save_pretrained(directory)
+    save_file({k: v.detach().cpu().contiguous() for k, v in task.head.state_dict().items()}, str(directory / "head.safetensors"))
+    meta = {"dataset": spec.name, "class_names": spec.class_names, "multi_label": spec.multi_label,
+            "feature_preset": config.features or spec.feature_preset, "loss": config.loss}
+    (directory / "task.json").write_text(json.dumps(meta, indent=2))
+    return directory
+
+
+def load_finetuned(directory: str | Path) -> tuple[FinetuneTask, dict]:
+    """A fine-tuned task (eval mode) and its task.json metadata, from `save_finetuned`'s directory."""
+    import ssamba
+
+    directory = Path(directory)
+    meta_path = directory / "task.json"
+    if not meta_path.is_file() or not (directory / "head.safetensors").is_file():
+        raise CheckpointError(f"{directory}: not a fine-tuned model directory (needs task.json and head.safetensors)")
+    meta = json.loads(meta_path.read_text())
+    task = FinetuneTask(ssamba.load(directory), len(meta["class_names"]), meta["loss"])
+    task.head.load_state_dict(load_file(str(directory / "head.safetensors")))
+    return task.eval(), meta
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+def plan_runs(manifest: Manifest, folds: list[int] | None = None) -> list[tuple[str, list[AudioItem], list[AudioItem], list[AudioItem]]]:
+    """(name, train, valid, test) item lists: one run for datasets with train/test splits, one per
+    test fold (leave-one-fold-out) for datasets with folds."""
+    spec = manifest.spec
+    if "train" in spec.splits and "test" in spec.splits:
+        valid = manifest.select("valid") if "valid" in spec.splits else []
+        return [("all", manifest.select("train"), valid, manifest.select("test"))]
+    if spec.folds:
+        chosen = spec.folds if folds is None else folds
+        runs = []
+        for fold in chosen:
+            train, test = manifest.fold_split(fold)
+            runs.append((f"fold{fold}", train, [], test))
+        return runs
+    raise ConfigError(f"{spec.name}: dataset has neither train/test splits nor folds; use split folders or a fold column")
+
+
+def score_run(task: FinetuneTask, test: Dataset, spec: DatasetSpec, batch_size: int) -> tuple[dict, np.ndarray, np.ndarray]:
+    scores, targets = predict(task, test, batch_size)
+    return classification_metrics(scores, targets, multi_label=spec.multi_label), scores, targets
+
+
+def write_report(out_dir: Path, spec: DatasetSpec, per_run: dict[str, dict], confusion: np.ndarray | None, extra: dict) -> dict:
+    """results.json, results.md (one row per run + mean ± std for several) and confusion.png."""
+    results: dict[str, Any] = {"dataset": spec.name, "num_classes": spec.num_classes, "runs": per_run, **extra}
+    rows = dict(per_run)
+    if len(per_run) > 1:
+        results["aggregate"] = aggregate_folds(list(per_run.values()))
+        rows["mean ± std"] = results["aggregate"]
+    if confusion is not None:
+        results["confusion_matrix"] = confusion.tolist()
+        write_confusion_matrix_png(confusion, spec.class_names, out_dir / "confusion.png", title=spec.name)
+    write_results_markdown(rows, out_dir / "results.md", title=f"{spec.name} ({spec.num_classes} classes)")
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+    return results
+
+
+def finetune(
+    config: FinetuneConfig,
+    train_config: TrainConfig,
+    data: str | Path,
+    out_dir: str | Path,
+    init: str | Path | None = None,
+    manifest: Manifest | None = None,
+) -> dict:
+    """Fine-tune on `data` (read with `config.dataset`) and write results; returns results.json's dict."""
+    from ssamba.train.trainer import Trainer
+
+    out_dir = Path(out_dir)
+    manifest = manifest or read_dataset(config.dataset, data)
+    spec = manifest.spec
+    preset = config.features or spec.feature_preset
+    extractor = make_extractor(preset)
+    augmenter = Augmenter(config.augment_config())
+    per_run: dict[str, dict] = {}
+    confusion = None
+    for name, train_items, valid_items, test_items in plan_runs(manifest, config.folds):
+        run_dir = out_dir if name == "all" else out_dir / name
+        encoder = build_encoder(config, extractor.config.target_length or 1024, init)
+        task = FinetuneTask(encoder, spec.num_classes, config.loss, config.head_lr_mult)
+        make = lambda items, aug: AudioClassificationDataset(  # noqa: E731
+            items, spec.num_classes, extractor, augment=aug, noise_paths=manifest.noise_paths, seed=train_config.seed)
+        trainer = Trainer(
+            task, make(train_items, augmenter), train_config, run_dir,
+            eval_data=make(valid_items, None) if valid_items else None,
+            run_config={"finetune": to_dict(config), "dataset": spec.name, "init": str(init) if init else None},
+        )
+        summary = trainer.fit()
+        metrics, scores, targets = score_run(task, make(test_items, None), spec, config.eval_batch_size)
+        metrics["train_loss_last"] = float(summary["metrics"].get("loss", float("nan")))
+        per_run[name] = metrics
+        save_finetuned(task, run_dir / "model", spec, config)
+        if not spec.multi_label:
+            m = confusion_matrix(scores, targets, spec.num_classes)
+            confusion = m if confusion is None else confusion + m
+        log.info("%s %s: %s", spec.name, name, {k: round(v, 4) for k, v in metrics.items()})
+    return write_report(out_dir, spec, per_run, confusion, {"init": str(init) if init else None, "finetune": to_dict(config)})
+
+
+def evaluate(run_dir: str | Path, data: str | Path, out_dir: str | Path | None = None, batch_size: int = 16) -> dict:
+    """Score the fine-tuned model(s) of a `finetune` run on `data` (the test split, or each fold's
+    held-out fold with that fold's model) and write results.json / results.md / confusion.png."""
+    run_dir = Path(run_dir)
+    model_dirs = {"all": run_dir / "model"} if (run_dir / "model").is_dir() else {
+        p.name: p / "model" for p in sorted(run_dir.glob("fold*")) if (p / "model").is_dir()}
+    if not model_dirs:
+        raise CheckpointError(f"{run_dir}: no fine-tuned model (expected model/ or fold*/model/)")
+    run_config = json.loads((next(iter(model_dirs.values())) / "task.json").read_text())
+    finetune_cfg = json.loads((run_dir / "results.json").read_text()).get("finetune", {}) if (run_dir / "results.json").is_file() else {}
+    manifest = read_dataset(finetune_cfg.get("dataset", "folder"), data)
+    spec = manifest.spec
+    if spec.class_names != run_config["class_names"]:
+        raise ConfigError(f"{data}: classes differ from the model's ({spec.num_classes} vs {len(run_config['class_names'])})")
+    extractor = make_extractor(run_config["feature_preset"])
+    runs = {name: test for name, _, _, test in plan_runs(manifest)}
+    per_run, confusion = {}, None
+    for name, model_dir in model_dirs.items():
+        if name not in runs:
+            raise ConfigError(f"{model_dir}: run {name!r} has no matching split/fold in {data}")
+        task, _ = load_finetuned(model_dir)
+        metrics, scores, targets = score_run(task, AudioClassificationDataset(runs[name], spec.num_classes, extractor), spec, batch_size)
+        per_run[name] = metrics
+        if not spec.multi_label:
+            m = confusion_matrix(scores, targets, spec.num_classes)
+            confusion = m if confusion is None else confusion + m
+    out = Path(out_dir) if out_dir else run_dir / "evaluation"
+    out.mkdir(parents=True, exist_ok=True)
+    return write_report(out, spec, per_run, confusion, {"model": str(run_dir)})
