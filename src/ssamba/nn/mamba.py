@@ -8,7 +8,8 @@ Mixer, for hidden states (B, L, D) with E = expand * D channels:
   forward:  y_f = scan(silu(conv1d(x)), ...; A, D, dt_proj)  gated by silu(z)
   backward: y_b = flip(scan(silu(conv1d_b(flip x)), ...; A_b, D_b, dt_proj_b) gated by silu(flip z))
   out = out_proj((y_f + y_b) / 2)
-Both directions run in ONE ``selective_scan`` call: they are stacked along the channel axis
+The SiLU(z) gate is applied after the backward output is flipped back (the same product,
+computed once). Both directions run in ONE ``selective_scan`` call: they are stacked along the channel axis
 (2E channels, A/D/delta_bias concatenated) with B and C as two groups, which is exactly the
 grouped-B/C semantics of the scan, so nothing about the maths changes.
 """
@@ -84,7 +85,6 @@ class BiMamba(nn.Module):
         x, z = xz[:, :E], xz[:, E:]
         # both directions stacked on the channel axis: [forward | backward (time-flipped)]
         u = torch.cat([x, x.flip(-1)], dim=1)                      # (B, 2E, L)
-        z2 = torch.cat([z, z.flip(-1)], dim=1).contiguous()
         conv_w = torch.cat([self.conv1d.weight, self.conv1d_b.weight], dim=0)
         conv_b = torch.cat([self.conv1d.bias, self.conv1d_b.bias], dim=0)
         u = F.silu(F.conv1d(u, conv_w, conv_b, padding=self.d_conv - 1, groups=2 * E)[..., :length])
@@ -102,9 +102,11 @@ class BiMamba(nn.Module):
         A = -torch.exp(torch.cat([self.A_log, self.A_b_log], dim=0).float())
         D = torch.cat([self.D, self.D_b], dim=0).float()
         delta_bias = torch.cat([self.dt_proj.bias, self.dt_proj_b.bias], dim=0).float()
-        y = selective_scan(u.contiguous(), delta.contiguous(), A, B_ssm, C_ssm, D, z=z2,
+        y = selective_scan(u.contiguous(), delta.contiguous(), A, B_ssm, C_ssm, D,
                            delta_bias=delta_bias, delta_softplus=True, backend=self.scan_backend)
-        y = (y[:, :E] + y[:, E:].flip(-1)) / 2                     # (B, E, L)
+        # gate after un-flipping: flip(y_b * silu(flip z)) == flip(y_b) * silu(z), so both directions
+        # share one gate and z is never flipped or copied
+        y = (y[:, :E] + y[:, E:].flip(-1)) * F.silu(z) / 2        # (B, E, L)
         return self.out_proj(y.transpose(1, 2))
 
 
