@@ -296,6 +296,22 @@ def test_csv_manifest_and_errors(tmp_path):
 def test_read_dataset_unknown_name(tmp_path):
     with pytest.raises(DataError, match="unknown reader"):
         read_dataset("imagenet", tmp_path)
+    with pytest.raises(DataError, match="not found") as excinfo:
+        read_dataset("auto", tmp_path / "absent")
+    assert_one_line_error(excinfo, tmp_path / "absent")
+
+
+def test_detect_dataset_by_layout(tmp_path, esc50_root):
+    write_speech_commands(tmp_path / "sc", version=1, per_word=3, seconds=0.05)
+    write_audioset(tmp_path / "as", n_train=3, n_eval=3, missing=0, seconds=0.05)
+    write_voxceleb1(tmp_path / "vox", n_speakers=2, seconds=0.05)
+    write_iemocap(tmp_path / "iemo", sessions=1, seconds=0.05)
+    write_folder_per_label(tmp_path / "folder", ["a", "b"], per_class=1, seconds=0.05)
+    csv_path = write_csv_dataset(tmp_path / "csv", ["a", "b"], per_class=2, seconds=0.05)
+    expected = {esc50_root: "esc50", tmp_path / "sc": "speechcommands_v1", tmp_path / "as": "audioset",
+                tmp_path / "vox": "voxceleb1", tmp_path / "iemo": "iemocap", tmp_path / "folder": "folder", csv_path: "manifest"}
+    for root, name in expected.items():
+        assert read_dataset("auto", root).spec.name == name
 
 
 def test_fixture_audio_is_class_dependent(tmp_path):

@@ -26,9 +26,13 @@ def test_probe_matches_sklearn_logistic_regression():
     x, y, labels = blobs(0)
     wd = 0.05
     probe = LinearProbe(x.shape[1], 3, config=ProbeConfig(weight_decay=wd, max_iter=1000)).fit(x, y)
-    z = (x - x.mean(0)) / x.std(0, ddof=1)
+    x64 = x.astype(np.float64)  # scikit-learn would otherwise fit in float32
+    z = (x64 - x64.mean(0)) / x64.std(0, ddof=1)
     ref = LogisticRegression(C=1.0 / (wd * len(x)), tol=1e-10, max_iter=10000).fit(z, labels)
     np.testing.assert_allclose(probe.predict_scores(x), ref.predict_proba(z), atol=1e-4)
+    default = LinearProbe(x.shape[1], 3).fit(x, y)  # weight_decay None = 1/N
+    sk_default = LogisticRegression(tol=1e-10, max_iter=10000).fit(z, labels)  # C = 1
+    np.testing.assert_allclose(default.predict_scores(x), sk_default.predict_proba(z), atol=1e-4)
 
 
 def test_multi_label_probe_matches_per_class_sklearn():
@@ -84,3 +88,26 @@ def test_probe_on_separable_synthetic_task(tmp_path):
     metrics, scores, _ = fit_and_evaluate_probe(train, test)
     assert scores.shape == (24, 4)
     assert metrics["accuracy"] >= 0.9
+
+
+def test_probe_recipe_with_tiny_ssamba(tmp_path):
+    """`probe()` end to end: a saved (random) tiny SSAMBA, a 2-fold CSV dataset of tones, cached
+    embeddings reused by a second run, results written; accuracy >= 90 % on held-out folds."""
+    import json
+
+    import ssamba
+    from ssamba.train.probe import probe
+
+    torch.manual_seed(0)
+    ssamba.create_model("ssamba_tiny", depth=2, embed_dim=32, scan_backend="chunked").save_pretrained(tmp_path / "model")
+    csv_path = write_csv_dataset(tmp_path / "data", ["c0", "c1", "c2", "c3"], per_class=8, folds=2, seconds=1.0, spread=12)
+    results = probe(tmp_path / "model", csv_path, tmp_path / "run", features="speechcommands")
+    assert set(results["runs"]) == {"fold1", "fold2"}
+    assert results["aggregate"]["accuracy"]["mean"] >= 0.9
+    cache = tmp_path / "run" / "embeddings.npz"
+    stamp = cache.stat().st_mtime_ns
+    again = probe(tmp_path / "model", csv_path, tmp_path / "run", features="speechcommands")
+    assert cache.stat().st_mtime_ns == stamp  # embeddings not recomputed
+    assert again["runs"] == results["runs"]
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["aggregate"]["accuracy"]["n"] == 2
+    assert (tmp_path / "run" / "confusion.png").is_file() and (tmp_path / "run" / "results.md").is_file()

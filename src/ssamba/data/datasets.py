@@ -10,7 +10,7 @@ Readers (each returns a `Manifest`, raises `DataError` naming the path when the 
 - `read_voxceleb1(root)`        root/iden_split.txt (1/2/3 = train/valid/test) + root/wav/idXXXXX/...
 - `read_iemocap(root)`          root/Session1..5; 4 classes, excited merged into happy,
                                 fold = session (leave-one-session-out).
-- `read_dataset(name, root)`    one entry point by name (also "folder" and "csv").
+- `read_dataset(name, root)`    one entry point by name (also "folder" and "csv"; "auto" detects).
 """
 
 from __future__ import annotations
@@ -354,8 +354,28 @@ READERS: dict[str, Callable[..., Manifest]] = {
 }
 
 
-def read_dataset(name: str, root: str | Path, **kwargs) -> Manifest:
-    """Read a dataset by reader name (see `READERS`); "csv" takes the CSV file as `root`."""
+def detect_dataset(root: str | Path) -> str:
+    """Reader name for a path by its layout: a .csv file -> "csv"; meta/esc50.csv -> "esc50";
+    testing_list.txt -> "speechcommands"; class_labels_indices.csv -> "audioset";
+    iden_split.txt -> "voxceleb1"; Session1 -> "iemocap"; any other directory -> "folder"."""
+    root = Path(root)
+    if root.is_file() and root.suffix.lower() == ".csv":
+        return "csv"
+    if not root.is_dir():
+        raise DataError(f"{root}: dataset not found")
+    markers = [("meta/esc50.csv", "esc50"), ("testing_list.txt", "speechcommands"),
+               ("class_labels_indices.csv", "audioset"), ("iden_split.txt", "voxceleb1"), ("Session1", "iemocap")]
+    for marker, name in markers:
+        if (root / marker).exists():
+            return name
+    return "folder"
+
+
+def read_dataset(name: str | None, root: str | Path, **kwargs) -> Manifest:
+    """Read a dataset by reader name (see `READERS`; None or "auto" = `detect_dataset`);
+    "csv" takes the CSV file as `root`."""
+    if name in (None, "auto"):
+        name = detect_dataset(root)
     if name not in READERS:
         raise DataError(f"dataset {name!r}: unknown reader; choose one of {sorted(READERS)}")
     return READERS[name](root, **kwargs)

@@ -26,9 +26,10 @@ from ssamba.train.metrics import classification_metrics
 @dataclass
 class ProbeConfig:
     """Logistic-regression settings. Objective: mean loss + weight_decay / 2 * ||W||^2 (bias not
-    penalised) on standardised embeddings; `max_iter` L-BFGS iterations."""
+    penalised) on standardised embeddings; `max_iter` L-BFGS iterations. `weight_decay=None`
+    uses 1 / N (N training clips), the same penalty as scikit-learn's default C = 1."""
 
-    weight_decay: float = 1e-3
+    weight_decay: float | None = None
     max_iter: int = 500
     standardize: bool = True
     batch_size: int = 16
@@ -119,6 +120,7 @@ class LinearProbe(nn.Module):
         if self.config.standardize:
             self.mean.copy_(x.mean(dim=0))
             self.scale.copy_(x.std(dim=0).clamp_min(1e-8))
+        decay = self.config.weight_decay if self.config.weight_decay is not None else 1.0 / len(x)
         optimizer = torch.optim.LBFGS(
             self.linear.parameters(), lr=1.0, max_iter=self.config.max_iter, tolerance_grad=1e-9,
             tolerance_change=1e-12, history_size=20, line_search_fn="strong_wolfe",
@@ -126,7 +128,7 @@ class LinearProbe(nn.Module):
 
         def closure() -> torch.Tensor:
             optimizer.zero_grad()
-            loss = self.loss(self(x), y) + 0.5 * self.config.weight_decay * self.linear.weight.pow(2).sum()
+            loss = self.loss(self(x), y) + 0.5 * decay * self.linear.weight.pow(2).sum()
             loss.backward()
             return loss
 
@@ -151,3 +153,64 @@ def fit_and_evaluate_probe(
     probe = LinearProbe(x_train.shape[1], y_train.shape[1], multi_label, config).fit(x_train, y_train)
     scores = probe.predict_scores(test[0])
     return classification_metrics(scores, test[1], multi_label=multi_label), scores, probe
+
+
+# ----------------------------------------------------------------------------- recipe
+
+
+def probe(
+    model: str | Path,
+    data: str | Path,
+    out_dir: str | Path,
+    dataset: str | None = "auto",
+    config: ProbeConfig | None = None,
+    features: str | None = None,
+    cache: str | Path | None = None,
+    folds: list[int] | None = None,
+    device: str = "cpu",
+    encoder: nn.Module | None = None,
+) -> dict:
+    """Linear probe of a frozen encoder (`ssamba.load(model)`, or `encoder` when given) on `data`.
+
+    Embeddings of every clip are computed once and cached (`cache`, default
+    `out_dir/embeddings.npz`, keyed by model file, feature preset and clip list); then one
+    logistic regression per run: train -> test for split datasets, leave-one-fold-out for fold
+    datasets. Writes results.json, results.md and confusion.png (single-label) into `out_dir`."""
+    from ssamba.data.datasets import AudioClassificationDataset, read_dataset
+    from ssamba.train.finetune import make_extractor, plan_runs, write_report
+    from ssamba.train.metrics import confusion_matrix
+
+    config = config or ProbeConfig()
+    out_dir = Path(out_dir)
+    manifest = read_dataset(dataset, data)
+    spec = manifest.spec
+    preset = features or spec.feature_preset
+    if encoder is None:
+        import ssamba
+
+        encoder = ssamba.load(model)
+    encoder = encoder.to(device).eval()
+    model_path = Path(model)
+    stamp = (str(model_path.resolve()), model_path.stat().st_mtime_ns) if model_path.exists() else str(model)
+    key = fingerprint(stamp, preset, [str(item.path) for item in manifest.items])
+
+    def compute() -> tuple[np.ndarray, np.ndarray]:
+        ds = AudioClassificationDataset(manifest.items, spec.num_classes, make_extractor(preset))
+        return extract_embeddings(lambda x: encoder(x), ds, batch_size=config.batch_size, device=device)
+
+    embeddings, targets = cached_embeddings(Path(cache) if cache else out_dir / "embeddings.npz", key, compute)
+    row = {item: i for i, item in enumerate(manifest.items)}
+    per_run, confusion = {}, None
+    for name, train_items, _valid, test_items in plan_runs(manifest, folds):
+        train_rows = [row[item] for item in train_items]
+        test_rows = [row[item] for item in test_items]
+        metrics, scores, _ = fit_and_evaluate_probe(
+            (embeddings[train_rows], targets[train_rows]), (embeddings[test_rows], targets[test_rows]), spec.multi_label, config)
+        per_run[name] = metrics
+        if not spec.multi_label:
+            m = confusion_matrix(scores, targets[test_rows], spec.num_classes)
+            confusion = m if confusion is None else confusion + m
+    out_dir.mkdir(parents=True, exist_ok=True)
+    from ssamba.train.config import to_dict
+
+    return write_report(out_dir, spec, per_run, confusion, {"model": str(model), "probe": to_dict(config), "features": preset})
