@@ -30,12 +30,14 @@ class TrainConfig:
     1000 warm-up steps, LR halved when the monitored loss stops improving).
     ``plateau_every``: steps between plateau checks (on the eval loss when there is eval data,
     else the mean training loss of the window). ``max_steps`` (optimizer steps) bounds the run
-    as well as ``epochs``; whichever comes first ends it.
+    as well as ``epochs``; whichever comes first ends it. ``max_minutes`` (wall clock of one
+    ``fit`` call) bounds it too: a time budget that means the same on a fast or a busy machine.
     """
 
     seed: int = 0
     epochs: int = 10
     max_steps: int | None = None
+    max_minutes: float | None = None
     batch_size: int = 64
     lr: float = 1e-4
     weight_decay: float = 5e-8
@@ -67,6 +69,8 @@ class TrainConfig:
         for name in ("batch_size", "grad_accum", "checkpoint_every", "log_every", "plateau_every"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"train.{name}={getattr(self, name)}: must be a positive integer")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ConfigError(f"train.max_minutes={self.max_minutes}: must be positive (or null for no limit)")
         if self.lr <= 0:
             raise ConfigError(f"train.lr={self.lr}: must be positive")
         if self.keep_last < 1:

@@ -274,7 +274,7 @@ class Trainer:
 
     # --- the loop ----------------------------------------------------------------------------
     def fit(self, resume: bool = False) -> dict[str, Any]:
-        """Train until ``max_steps`` or ``epochs``; returns a summary (steps, last metrics, run dir)."""
+        """Train until ``max_steps``, ``epochs`` or ``max_minutes``; returns a summary (steps, last metrics, run dir)."""
         c = self.config
         if c.num_threads:
             torch.set_num_threads(c.num_threads)
@@ -307,6 +307,8 @@ class Trainer:
             bar = tqdm(total=total, initial=self.step, desc="train", file=sys.stderr, dynamic_ncols=True)
         last: dict[str, float] = {}
         t_start = time.time()
+        deadline = t_start + 60 * c.max_minutes if c.max_minutes else math.inf
+        out_of_time = False
         try:
             while self.step < total and self.epoch < c.epochs:
                 batches = iter(self._loader(self.epoch, self.batch_in_epoch))
@@ -332,7 +334,13 @@ class Trainer:
                         bar.set_postfix(loss=f"{last['loss']:.4f}", lr=f"{last['lr']:.2e}",
                                         clips_s=f"{last['clips_per_s']:.1f}")
                     self._after_step(last["loss"])
+                    out_of_time = all_agree(time.time() >= deadline, info)
+                    if out_of_time:
+                        log.info("stopping at step %d: train.max_minutes=%s reached", self.step, c.max_minutes)
+                        break
                 else:
+                    break
+                if out_of_time:  # stopped inside the epoch: keep its position for a resume
                     break
                 self.epoch += 1
                 self.batch_in_epoch = 0
