@@ -47,6 +47,8 @@ class FinetuneConfig:
     augment: an AugmentConfig preset name ("esc50", "speechcommands", "audioset", "none") or fields.
     features: FeatureConfig preset; None = the dataset's own.
     folds: test folds to run for k-fold datasets (None = all).
+    freeze_encoder: train only the head on frozen features (the paper's VoxCeleb1 / IEMOCAP setup);
+      the encoder then stays in eval mode (no drop path).
     """
 
     dataset: str = "folder"
@@ -58,6 +60,7 @@ class FinetuneConfig:
     augment: Any = "none"
     features: str | None = None
     folds: list[int] | None = None
+    freeze_encoder: bool = False
     eval_batch_size: int = 16
     model_overrides: dict = field(default_factory=dict)
 
@@ -88,12 +91,24 @@ class ClassificationHead(nn.Module):
 class FinetuneTask(nn.Module):
     """Trainer task: batch (features (B, T, F), targets (B, C)) -> {"loss", "accuracy"}."""
 
-    def __init__(self, encoder: nn.Module, num_classes: int, loss: str = "ce", head_lr_mult: float = 1.0) -> None:
+    def __init__(self, encoder: nn.Module, num_classes: int, loss: str = "ce", head_lr_mult: float = 1.0,
+                 freeze_encoder: bool = False) -> None:
         super().__init__()
         self.encoder = encoder
         self.head = ClassificationHead(encoder.embed_dim, num_classes)
         self.loss_name = loss
         self.head_lr_mult = head_lr_mult
+        self.freeze_encoder = freeze_encoder
+        if freeze_encoder:
+            encoder.requires_grad_(False)
+            encoder.eval()
+
+    def train(self, mode: bool = True) -> "FinetuneTask":
+        """As nn.Module.train, but a frozen encoder always stays in eval mode."""
+        super().train(mode)
+        if self.freeze_encoder:
+            self.encoder.eval()
+        return self
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(features))
@@ -178,6 +193,21 @@ def load_finetuned(directory: str | Path) -> tuple[FinetuneTask, dict]:
     return task.eval(), meta
 
 
+# ----------------------------------------------------------------------------- config files
+
+
+def load_finetune_config(path: str | Path, overrides: list[str] | None = None) -> tuple[FinetuneConfig, TrainConfig]:
+    """A recipe YAML with sections `finetune:` (FinetuneConfig) and `train:` (TrainConfig), with
+    dotted `key=value` overrides (e.g. `train.lr=5e-5`); unknown keys raise ConfigError."""
+    from ssamba.train.config import apply_overrides, load_yaml
+
+    values = apply_overrides(load_yaml(path), overrides)
+    unknown = sorted(set(values) - {"finetune", "train"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown section {unknown[0]!r} (expected finetune, train)")
+    return from_dict(FinetuneConfig, values.get("finetune"), "finetune"), from_dict(TrainConfig, values.get("train"), "train")
+
+
 # ----------------------------------------------------------------------------- runs
 
 
@@ -240,7 +270,7 @@ def finetune(
     for name, train_items, valid_items, test_items in plan_runs(manifest, config.folds):
         run_dir = out_dir if name == "all" else out_dir / name
         encoder = build_encoder(config, extractor.config.target_length or 1024, init)
-        task = FinetuneTask(encoder, spec.num_classes, config.loss, config.head_lr_mult)
+        task = FinetuneTask(encoder, spec.num_classes, config.loss, config.head_lr_mult, config.freeze_encoder)
         make = lambda items, aug: AudioClassificationDataset(  # noqa: E731
             items, spec.num_classes, extractor, augment=aug, noise_paths=manifest.noise_paths, seed=train_config.seed)
         trainer = Trainer(
@@ -270,7 +300,7 @@ def evaluate(run_dir: str | Path, data: str | Path, out_dir: str | Path | None =
         raise CheckpointError(f"{run_dir}: no fine-tuned model (expected model/ or fold*/model/)")
     run_config = json.loads((next(iter(model_dirs.values())) / "task.json").read_text())
     finetune_cfg = json.loads((run_dir / "results.json").read_text()).get("finetune", {}) if (run_dir / "results.json").is_file() else {}
-    manifest = read_dataset(finetune_cfg.get("dataset", "folder"), data)
+    manifest = read_dataset(finetune_cfg.get("dataset", "auto"), data)
     spec = manifest.spec
     if spec.class_names != run_config["class_names"]:
         raise ConfigError(f"{data}: classes differ from the model's ({spec.num_classes} vs {len(run_config['class_names'])})")

@@ -1,0 +1,26 @@
+"""`ssamba evaluate`: score the model(s) of a fine-tuning run on a dataset
+(see ``ssamba.train.finetune.evaluate``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="evaluate a fine-tuned run on a dataset",
+                       description="Scores RUN_DIR/model (or each RUN_DIR/fold*/model on its held-out fold) and writes "
+                                   "results.json, results.md, confusion.png into --out (default RUN_DIR/evaluation).")
+    p.add_argument("--model", required=True, help="run directory written by `ssamba finetune`")
+    p.add_argument("--data", required=True, help="dataset root (same layout as for fine-tuning)")
+    p.add_argument("--out", default=None, help="output directory (default MODEL/evaluation)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ssamba.train.finetune import evaluate
+
+    out = Path(args.out) if args.out else Path(args.model) / "evaluation"
+    evaluate(args.model, args.data, out, batch_size=args.batch_size)
+    print((out / "results.md").read_text())
+    return 0

@@ -1,0 +1,31 @@
+"""`ssamba finetune`: fine-tune an encoder on a dataset with a recipe config
+(see ``ssamba.train.finetune.finetune``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("finetune", help="fine-tune an encoder on a labelled dataset",
+                       description="Train encoder + head with a recipe YAML (configs/finetune/*.yaml); writes "
+                                   "results.json, results.md, confusion.png and the fine-tuned model(s) into --out.")
+    p.add_argument("--config", required=True, help="recipe YAML with finetune: and train: sections")
+    p.add_argument("--data", required=True, help="dataset root in its official layout (or a CSV manifest)")
+    p.add_argument("--init", default=None, help="pretrained checkpoint dir or official .pth (default: random init)")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--dataset", default=None, help="reader name overriding the config's finetune.dataset ('auto' detects)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.lr=5e-5 (repeatable)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ssamba.train.finetune import finetune, load_finetune_config
+
+    config, train_config = load_finetune_config(args.config, args.overrides)
+    if args.dataset:
+        config.dataset = args.dataset
+    results = finetune(config, train_config, args.data, args.out, init=args.init)
+    print((Path(args.out) / "results.md").read_text())
+    return 0 if results["runs"] else 1
