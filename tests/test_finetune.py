@@ -13,7 +13,8 @@ from dataset_layouts import write_csv_dataset
 from ssamba.data.manifests import read_csv_manifest
 from ssamba.errors import ConfigError
 from ssamba.train.config import TrainConfig
-from ssamba.train.finetune import FinetuneConfig, FinetuneTask, evaluate, finetune, load_finetuned, plan_runs
+from ssamba.train.finetune import (FinetuneConfig, FinetuneTask, build_encoder, evaluate, finetune, load_finetuned,
+                                   plan_runs)
 from ssamba.train.trainer import read_metrics
 
 TINY = dict(depth=2, embed_dim=32, scan_backend="chunked", drop_path_rate=0.0)
@@ -91,3 +92,34 @@ def test_plan_runs_and_bad_config(tmp_path):
     assert all(len(train) == 2 and len(test) == 2 for _, train, _, test in runs)
     with pytest.raises(ConfigError, match="finetune.loss"):
         FinetuneConfig(loss="hinge")
+
+
+def test_init_from_pretraining_grid_resizes_positional_embedding(tmp_path):
+    """A stride-16, 1024-frame checkpoint loads into the stride-10 fine-tuning grid for 128 frames."""
+    import ssamba
+    from ssamba.nn.patch import resize_pos_embed
+
+    torch.manual_seed(0)
+    pretrained = ssamba.create_model("ssamba_tiny", **TINY)
+    pretrained.save_pretrained(tmp_path / "ckpt")
+    config = FinetuneConfig(fstride=10, tstride=10, model_overrides={"scan_backend": "chunked"})
+    encoder = build_encoder(config, 128, init=tmp_path / "ckpt")
+    assert encoder.training and (encoder.config.fstride, encoder.config.tstride, encoder.config.input_tdim) == (10, 10, 128)
+    grid = encoder.patch_grid(128)
+    assert grid == (12, 12)  # (128 - 16) // 10 + 1 patches along frequency and along time
+    expected = resize_pos_embed(pretrained.pos_embed[:, 1:], pretrained.config.grid, grid)
+    torch.testing.assert_close(encoder.pos_embed[:, 1:], expected)
+    torch.testing.assert_close(encoder.cls_token, pretrained.cls_token)
+    assert encoder(torch.randn(2, 128, 128)).shape == (2, 32)
+
+
+def test_frozen_encoder_trains_only_the_head():
+    import ssamba
+
+    encoder = ssamba.create_model("ssamba_tiny", **TINY)
+    task = FinetuneTask(encoder, 3, freeze_encoder=True).train()
+    assert not encoder.training and task.head.training
+    assert all(not p.requires_grad for p in encoder.parameters())
+    out = task((torch.randn(2, 128, 128), torch.eye(3)[:2]))
+    out["loss"].backward()
+    assert task.head.linear.weight.grad is not None and encoder.pos_embed.grad is None

@@ -260,6 +260,10 @@ def finetune(
     from ssamba.train.trainer import Trainer
 
     out_dir = Path(out_dir)
+    head_lr_applied = config.head_lr_mult == 1.0 or getattr(Trainer, "supports_lr_scale", False)
+    if not head_lr_applied:
+        log.warning("finetune.head_lr_mult=%s is NOT applied: this Trainer builds a single parameter group "
+                    "(it needs to use task.param_groups() and each group's lr_scale)", config.head_lr_mult)
     manifest = manifest or read_dataset(config.dataset, data)
     spec = manifest.spec
     preset = config.features or spec.feature_preset
@@ -287,7 +291,8 @@ def finetune(
             m = confusion_matrix(scores, targets, spec.num_classes)
             confusion = m if confusion is None else confusion + m
         log.info("%s %s: %s", spec.name, name, {k: round(v, 4) for k, v in metrics.items()})
-    return write_report(out_dir, spec, per_run, confusion, {"init": str(init) if init else None, "finetune": to_dict(config)})
+    extra = {"init": str(init) if init else None, "finetune": to_dict(config), "head_lr_mult_applied": head_lr_applied}
+    return write_report(out_dir, spec, per_run, confusion, extra)
 
 
 def evaluate(run_dir: str | Path, data: str | Path, out_dir: str | Path | None = None, batch_size: int = 16) -> dict:
