@@ -68,6 +68,7 @@ CASES = [
     (1, 4, 33, 16, 1, False, True, False, False),      # grouped layout with G = 1, N = 16
     (2, 5, 20, 2, None, False, False, False, False),   # bare recurrence
     (1, 8, 64, 7, 2, True, True, False, True),         # softplus without bias, G = 2
+    (2, 40, 45, 4, 2, True, True, True, True),         # several channel blocks, a partial one
 ]
 
 
@@ -148,6 +149,15 @@ def test_backend_choice_argument_beats_env_var(monkeypatch):
     assert resolve_backend(u) == available_backends("cpu")[0]
     monkeypatch.delenv(scan.ENV_VAR)
     assert resolve_backend(u) == ("fused" if "fused" in FAST_BACKENDS else "chunked")
+
+
+def test_large_state_falls_back_when_automatic():
+    inputs = make_inputs(1, 2, 5, 70, None)
+    args = [inputs[k] for k in GRAD_NAMES]
+    torch.testing.assert_close(selective_scan(*args), selective_scan_ref(*args), rtol=1e-4, atol=1e-4)
+    if "fused" in FAST_BACKENDS:
+        with pytest.raises(ConfigError, match="N <= 64"):
+            selective_scan(*args, backend="fused")
 
 
 def test_backend_choice_errors_name_the_source(monkeypatch):

@@ -99,6 +99,11 @@ def _mamba_ssm_scan() -> Callable | None:
     return selective_scan_fn
 
 
+def _fused_max_state() -> int:
+    from ssamba.nn.scan_fused import MAX_STATE
+    return MAX_STATE
+
+
 def available_backends(device: torch.device | str = "cpu") -> list[str]:
     """Backends that can run on ``device`` in this environment, in order of preference."""
     device = torch.device(device)
@@ -184,6 +189,8 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None,
     """
     _check_inputs(u, delta, A, B, C, D, z, delta_bias)
     name = resolve_backend(u, backend)
+    if name == "fused" and A.shape[1] > _fused_max_state() and not (backend or os.environ.get(ENV_VAR)):
+        name = "chunked"    # automatic choice only: an explicit "fused" request gets the error
     key = (name, u.device.type, str(u.dtype).replace("torch.", ""))
     if key not in _already_logged:
         _already_logged.add(key)

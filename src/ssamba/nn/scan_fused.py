@@ -18,12 +18,35 @@ in a small local array, so memory is O(batch·E·L) and the work is compute-boun
 
 from __future__ import annotations
 
+import llvmlite.binding
 import numba
 import numpy as np
 import torch
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import carray, njit, prange, types
+from numba.core import cgutils
 from numba.extending import intrinsic
+
+from ssamba.errors import ConfigError
+
+
+
+def _prefer_512_bit_vectors() -> None:
+    """Let LLVM use full AVX-512 registers (it defaults to 256-bit on Intel server CPUs).
+
+    The kernels below are sized for 16 float32 lanes; with 512-bit vectors the exp-bound inner
+    loops run ~1.4x faster here. Only the vector-width tuning of the host's own feature set is
+    changed, only when the user has not set NUMBA_CPU_FEATURES, and it only takes effect if
+    numba has not compiled anything yet in this process (otherwise it is a harmless no-op).
+    """
+    if numba.config.CPU_FEATURES is not None:
+        return
+    features = llvmlite.binding.get_host_cpu_features().flatten()
+    if "+avx512f" in features.split(","):
+        numba.config.CPU_FEATURES = features + ",-prefer-256-bit"
+
+
+_prefer_512_bit_vectors()
 
 _F = np.float32
 _LOG2E = _F(1.4426950408889634)
@@ -42,6 +65,9 @@ _ONE = _F(1.0)
 _HALF = _F(0.5)
 _ZERO = _F(0.0)
 _SOFTPLUS_THRESHOLD = _F(20.0)     # same threshold as torch.nn.functional.softplus
+LANES = 16      # channels per block = float32 lanes of one AVX-512 register
+SEGMENT = 32    # backward: states kept every SEGMENT steps, recomputed in between (in cache)
+MAX_STATE = 64  # largest N: the backward keeps per-block state on the stack (sizes below are literal)
 
 
 @intrinsic
@@ -57,6 +83,20 @@ def _float32_from_bits(typingctx, bits):
         return builder.bitcast(value, ir.FloatType())
 
     return types.float32(bits), codegen
+
+
+@intrinsic
+def _stack_float32(typingctx, count):
+    """Pointer to ``count`` (a literal) float32 on the stack. Stack scratch cannot alias the
+    input/output arrays, so LLVM vectorises the loops that write it without runtime checks."""
+    if not isinstance(count, types.IntegerLiteral):
+        return None
+    size = count.literal_value
+
+    def codegen(context, builder, signature, args):
+        return cgutils.alloca_once(builder, ir.FloatType(), size=size)
+
+    return types.CPointer(types.float32)(count), codegen
 
 
 @njit(fastmath=True, cache=True, error_model="numpy")
@@ -99,15 +139,44 @@ def _sigmoid32(x):
     return _ONE / (_ONE + _exp32(-x))
 
 
-@njit(fastmath=True, cache=True, error_model="numpy")
-def _step_sizes(delta_row, bias_e, softplus, steps):
-    """steps[t] = delta_t + bias (softplus'd when asked) for one channel; vectorised over t."""
-    if softplus:
-        for t in range(steps.shape[0]):
-            steps[t] = _softplus32(delta_row[t] + bias_e)
-    else:
-        for t in range(steps.shape[0]):
-            steps[t] = delta_row[t] + bias_e
+@njit(fastmath=True, cache=True, error_model="numpy", inline="always")
+def _load_block(u, delta, A, bias, softplus, ch0, e0, width, dts, us, dtus, decay_rates):
+    """Gather one block of channels into lane-major scratch: dts/us/dtus (L, LANES) hold the step
+    size, input and their product per lane, decay_rates (N, LANES) holds A. Unused lanes are zero,
+    which makes them inert (no input, decay 1, zero gradient)."""
+    L = dts.shape[0]
+    N = decay_rates.shape[0]
+    for j in range(LANES):
+        if j < width:
+            bias_e = bias[e0 + j]
+            for t in range(L):
+                dt = delta[ch0 + j, t] + bias_e
+                if softplus:
+                    dt = _softplus32(dt)
+                ut = u[ch0 + j, t]
+                dts[t, j] = dt
+                us[t, j] = ut
+                dtus[t, j] = dt * ut
+            for n in range(N):
+                decay_rates[n, j] = A[e0 + j, n]
+        else:
+            for t in range(L):
+                dts[t, j] = _ZERO
+                us[t, j] = _ZERO
+                dtus[t, j] = _ZERO
+            for n in range(N):
+                decay_rates[n, j] = _ZERO
+
+
+@njit(fastmath=True, cache=True, error_model="numpy", inline="always")
+def _block_geometry(block, E, G, blocks_per_group):
+    """Block index -> (row of its B/C group, first channel, first channel within E, width)."""
+    per_group = E // G
+    group_row = block // blocks_per_group                  # = b * G + g
+    first_in_group = (block - group_row * blocks_per_group) * LANES
+    b = group_row // G
+    e0 = (group_row - b * G) * per_group + first_in_group
+    return group_row, b * E + e0, e0, min(LANES, per_group - first_in_group)
 
 
 @njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
@@ -115,173 +184,199 @@ def _forward_kernel(u, delta, A, Bt, Ct, D, z, bias, out, last, E, G, softplus, 
     """One fused forward pass over all channels.
 
     u, delta, z, out: (batch·E, L); A: (E, N); Bt, Ct: (batch·G·L, N), time-major; D, bias: (E,);
-    last: (batch·E, N) receives the final state. Channels are split into ``parts`` contiguous
-    ranges, one per worker, each with its own scratch. (2-D arrays so that the inner loops index
-    with plain loop counters, which LLVM can vectorise.)
+    last: (batch·E, N) receives the final state. Channels of one B/C group are processed in
+    blocks of LANES, one channel per SIMD lane (B_t and C_t are then scalars broadcast to all
+    lanes, and no horizontal sums are needed); the blocks are split into ``parts`` contiguous
+    ranges, one per worker, each with its own scratch.
     """
     channels, L = u.shape
     N = A.shape[1]
-    per_group = E // G
-    per_part = (channels + parts - 1) // parts
+    blocks_per_group = (E // G + LANES - 1) // LANES
+    blocks = (channels // E) * G * blocks_per_group
+    per_part = (blocks + parts - 1) // parts
     for p in prange(parts):
-        steps = np.empty(L, dtype=np.float32)
-        h = np.empty(N, dtype=np.float32)
-        for ch in range(p * per_part, min(channels, (p + 1) * per_part)):
-            b = ch // E
-            e = ch - b * E
-            row0 = (b * G + e // per_group) * L
-            a_row = A[e]
-            u_row = u[ch]
-            out_row = out[ch]
-            _step_sizes(delta[ch], bias[e], softplus, steps)
+        dts = np.empty((L, LANES), dtype=np.float32)
+        us = np.empty((L, LANES), dtype=np.float32)
+        dtus = np.empty((L, LANES), dtype=np.float32)
+        ys = np.empty((L, LANES), dtype=np.float32)
+        rates = np.empty((N, LANES), dtype=np.float32)
+        h = np.empty((N, LANES), dtype=np.float32)
+        for block in range(p * per_part, min(blocks, (p + 1) * per_part)):
+            group_row, ch0, e0, width = _block_geometry(block, E, G, blocks_per_group)
+            _load_block(u, delta, A, bias, softplus, ch0, e0, width, dts, us, dtus, rates)
+            row0 = group_row * L
             for n in range(N):
-                h[n] = _ZERO
+                for j in range(LANES):
+                    h[n, j] = _ZERO
             for t in range(L):
-                dt = steps[t]
-                dtu = dt * u_row[t]
-                b_t = Bt[row0 + t]
-                c_t = Ct[row0 + t]
-                acc = _ZERO
+                for j in range(LANES):
+                    ys[t, j] = _ZERO
                 for n in range(N):
-                    hn = _exp32(dt * a_row[n]) * h[n] + dtu * b_t[n]
-                    h[n] = hn
-                    acc += hn * c_t[n]
-                out_row[t] = acc
-            d_e = D[e]
-            if has_z:
-                z_row = z[ch]
-                for t in range(L):
-                    zt = z_row[t]
-                    out_row[t] = (out_row[t] + d_e * u_row[t]) * zt * _sigmoid32(zt)
-            else:
-                for t in range(L):
-                    out_row[t] = out_row[t] + d_e * u_row[t]
-            for n in range(N):
-                last[ch, n] = h[n]
+                    b_tn = Bt[row0 + t, n]
+                    c_tn = Ct[row0 + t, n]
+                    for j in range(LANES):
+                        hn = _exp32(dts[t, j] * rates[n, j]) * h[n, j] + dtus[t, j] * b_tn
+                        h[n, j] = hn
+                        ys[t, j] += hn * c_tn
+            for j in range(width):
+                ch = ch0 + j
+                d_e = D[e0 + j]
+                if has_z:
+                    for t in range(L):
+                        zt = z[ch, t]
+                        out[ch, t] = (ys[t, j] + d_e * us[t, j]) * zt * _sigmoid32(zt)
+                else:
+                    for t in range(L):
+                        out[ch, t] = ys[t, j] + d_e * us[t, j]
+                for n in range(N):
+                    last[ch, n] = h[n, j]
 
 
 @njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
 def _backward_kernel(u, delta, A, Bt, Ct, D, z, bias, dout, dlast,
                      du, ddelta, dz, dA_ch, dD_ch, dbias_ch, dBt_part, dCt_part,
                      E, G, softplus, has_z, parts):
-    """Gradients for the layout of ``_forward_kernel``.
+    """Gradients for the layout of ``_forward_kernel`` (same blocks of LANES channels).
 
     Per-channel outputs: du, ddelta, dz (batch·E, L); dA_ch (batch·E, N), dD_ch, dbias_ch (batch·E,),
     summed over batch by the caller. dBt_part, dCt_part (parts, batch·G·L, N): one accumulator
     per worker part (B and C are shared by a group's channels), summed over parts by the caller.
+    States are recomputed: a first pass keeps every SEGMENT-th state; the reverse pass then
+    recomputes one segment at a time into a small buffer that stays in cache.
     """
     channels, L = u.shape
     N = A.shape[1]
-    per_group = E // G
-    per_part = (channels + parts - 1) // parts
+    blocks_per_group = (E // G + LANES - 1) // LANES
+    blocks = (channels // E) * G * blocks_per_group
+    per_part = (blocks + parts - 1) // parts
+    segments = (L + SEGMENT - 1) // SEGMENT
     for p in prange(parts):
-        states = np.empty((L + 1, N), dtype=np.float32)   # states[t + 1] = h_t; states[0] = h_{-1} = 0
-        decays = np.empty((L, N), dtype=np.float32)
-        steps = np.empty(L, dtype=np.float32)
-        pre_gate = np.empty(L, dtype=np.float32)          # y before the silu(z) gate
-        dys = np.empty(L, dtype=np.float32)               # dLoss/dy before the gate
-        carry = np.empty(N, dtype=np.float32)
-        dA_acc = np.empty(N, dtype=np.float32)
+        dts = np.empty((L, LANES), dtype=np.float32)
+        us = np.empty((L, LANES), dtype=np.float32)
+        dtus = np.empty((L, LANES), dtype=np.float32)
+        ys = np.empty((L, LANES), dtype=np.float32)      # y before the gate, then dLoss/dy
+        ddts = np.empty((L, LANES), dtype=np.float32)
+        dus = np.empty((L, LANES), dtype=np.float32)
+        rates = carray(_stack_float32(1024), (N, LANES))             # 1024 = MAX_STATE * LANES
+        h = carray(_stack_float32(1024), (N, LANES))
+        checkpoints = np.empty((segments + 1, N, LANES), dtype=np.float32)
+        seg_states = carray(_stack_float32(33792), (SEGMENT + 1, N, LANES))  # (SEGMENT+1)·MAX_STATE·LANES
+        seg_decays = carray(_stack_float32(32768), (SEGMENT, N, LANES))
+        carry = carray(_stack_float32(1024), (N, LANES))
+        dA_acc = carray(_stack_float32(1024), (N, LANES))
+        ddt_row = carray(_stack_float32(16), (LANES,))
+        du_row = carray(_stack_float32(16), (LANES,))
+        d_blk = np.empty(LANES, dtype=np.float32)
         dB = dBt_part[p]
         dC = dCt_part[p]
-        for ch in range(p * per_part, min(channels, (p + 1) * per_part)):
-            b = ch // E
-            e = ch - b * E
-            row0 = (b * G + e // per_group) * L
-            a_row = A[e]
-            u_row = u[ch]
-            d_e = D[e]
-            # 1. recompute the forward recurrence, keeping states and decays
-            _step_sizes(delta[ch], bias[e], softplus, steps)
+        for block in range(p * per_part, min(blocks, (p + 1) * per_part)):
+            group_row, ch0, e0, width = _block_geometry(block, E, G, blocks_per_group)
+            _load_block(u, delta, A, bias, softplus, ch0, e0, width, dts, us, dtus, rates)
+            row0 = group_row * L
+            for j in range(LANES):
+                d_blk[j] = D[e0 + j] if j < width else _ZERO
+            # 1. forward pass: checkpoints and y (before the gate)
             for n in range(N):
-                states[0, n] = _ZERO
+                for j in range(LANES):
+                    h[n, j] = _ZERO
             for t in range(L):
-                dt = steps[t]
-                ut = u_row[t]
-                dtu = dt * ut
-                b_t = Bt[row0 + t]
-                c_t = Ct[row0 + t]
-                h_prev = states[t]
-                h_t = states[t + 1]
-                a_t = decays[t]
-                acc = _ZERO
+                if t % SEGMENT == 0:
+                    k = t // SEGMENT
+                    for n in range(N):
+                        for j in range(LANES):
+                            checkpoints[k, n, j] = h[n, j]
+                for j in range(LANES):
+                    ys[t, j] = d_blk[j] * us[t, j]
                 for n in range(N):
-                    a = _exp32(dt * a_row[n])
-                    hn = a * h_prev[n] + dtu * b_t[n]
-                    a_t[n] = a
-                    h_t[n] = hn
-                    acc += hn * c_t[n]
-                pre_gate[t] = acc + d_e * ut
-            # 2. through the gate: dy and dz
-            dD_acc = _ZERO
-            dout_row = dout[ch]
-            if has_z:
-                z_row = z[ch]
-                dz_row = dz[ch]
-                for t in range(L):
-                    zt = z_row[t]
-                    s = _sigmoid32(zt)
-                    go = dout_row[t]
-                    dz_row[t] = go * pre_gate[t] * s * (_ONE + zt * (_ONE - s))
-                    dy = go * zt * s
-                    dys[t] = dy
-                    dD_acc += dy * u_row[t]
-            else:
-                for t in range(L):
-                    dy = dout_row[t]
-                    dys[t] = dy
-                    dD_acc += dy * u_row[t]
-            # 3. reverse recurrence: carry = dLoss/dh_t flowing back through the decay
+                    b_tn = Bt[row0 + t, n]
+                    c_tn = Ct[row0 + t, n]
+                    for j in range(LANES):
+                        hn = _exp32(dts[t, j] * rates[n, j]) * h[n, j] + dtus[t, j] * b_tn
+                        h[n, j] = hn
+                        ys[t, j] += hn * c_tn
+            # 2. through the gate: ys becomes dLoss/dy; dz and dD per channel
+            for j in range(LANES):
+                if j < width:
+                    ch = ch0 + j
+                    dD_acc = _ZERO
+                    for t in range(L):
+                        go = dout[ch, t]
+                        if has_z:
+                            zt = z[ch, t]
+                            s = _sigmoid32(zt)
+                            dz[ch, t] = go * ys[t, j] * s * (_ONE + zt * (_ONE - s))
+                            go = go * zt * s
+                        ys[t, j] = go
+                        dD_acc += go * us[t, j]
+                    dD_ch[ch] = dD_acc
+                    for n in range(N):
+                        carry[n, j] = dlast[ch, n]
+                else:
+                    for t in range(L):
+                        ys[t, j] = _ZERO
+                    for n in range(N):
+                        carry[n, j] = _ZERO
             for n in range(N):
-                carry[n] = dlast[ch, n]
-                dA_acc[n] = _ZERO
-            du_row = du[ch]
-            ddelta_row = ddelta[ch]
-            for t in range(L - 1, -1, -1):
-                dt = steps[t]
-                ut = u_row[t]
-                dy = dys[t]
-                du_t = dy * d_e
-                ddt = _ZERO
-                b_t = Bt[row0 + t]
-                c_t = Ct[row0 + t]
-                db_t = dB[row0 + t]
-                dc_t = dC[row0 + t]
-                h_prev = states[t]
-                h_t = states[t + 1]
-                a_t = decays[t]
-                dtu = dt * ut
+                for j in range(LANES):
+                    dA_acc[n, j] = _ZERO
+            # 3. reverse recurrence, one segment at a time; carry = dLoss/dh_t
+            for seg in range(segments - 1, -1, -1):
+                t0 = seg * SEGMENT
+                t1 = min(L, t0 + SEGMENT)
                 for n in range(N):
-                    gn = dy * c_t[n] + carry[n]
-                    a = a_t[n]
-                    dc_t[n] += dy * h_t[n]
-                    ga = gn * a * h_prev[n]
-                    dA_acc[n] += ga * dt
-                    gB = gn * b_t[n]
-                    ddt += ga * a_row[n] + ut * gB
-                    du_t += dt * gB
-                    db_t[n] += gn * dtu
-                    carry[n] = a * gn
-                ddelta_row[t] = ddt
-                du_row[t] = du_t
-            # 4. through softplus and the bias
-            dbias_acc = _ZERO
-            if softplus:
-                delta_row = delta[ch]
-                bias_e = bias[e]
+                    for j in range(LANES):
+                        seg_states[0, n, j] = checkpoints[seg, n, j]
+                for t in range(t0, t1):
+                    k = t - t0
+                    for n in range(N):
+                        b_tn = Bt[row0 + t, n]
+                        for j in range(LANES):
+                            a = _exp32(dts[t, j] * rates[n, j])
+                            seg_decays[k, n, j] = a
+                            seg_states[k + 1, n, j] = a * seg_states[k, n, j] + dtus[t, j] * b_tn
+                for t in range(t1 - 1, t0 - 1, -1):
+                    k = t - t0
+                    for j in range(LANES):
+                        ddt_row[j] = _ZERO
+                        du_row[j] = ys[t, j] * d_blk[j]
+                    for n in range(N):
+                        b_tn = Bt[row0 + t, n]
+                        c_tn = Ct[row0 + t, n]
+                        sum_b = _ZERO
+                        sum_c = _ZERO
+                        for j in range(LANES):
+                            dy = ys[t, j]
+                            gn = dy * c_tn + carry[n, j]
+                            a = seg_decays[k, n, j]
+                            sum_c += dy * seg_states[k + 1, n, j]
+                            ga = gn * a * seg_states[k, n, j]
+                            dA_acc[n, j] += ga * dts[t, j]
+                            gb = gn * b_tn
+                            ddt_row[j] += ga * rates[n, j] + us[t, j] * gb
+                            du_row[j] += dts[t, j] * gb
+                            sum_b += gn * dtus[t, j]
+                            carry[n, j] = a * gn
+                        dB[row0 + t, n] += sum_b
+                        dC[row0 + t, n] += sum_c
+                    for j in range(LANES):
+                        ddts[t, j] = ddt_row[j]
+                        dus[t, j] = du_row[j]
+            # 4. scatter per channel, through softplus and the bias
+            for j in range(width):
+                ch = ch0 + j
+                bias_e = bias[e0 + j]
+                dbias_acc = _ZERO
                 for t in range(L):
-                    raw = delta_row[t] + bias_e
-                    slope = _ONE if raw > _SOFTPLUS_THRESHOLD else _sigmoid32(raw)
-                    gd = ddelta_row[t] * slope
-                    ddelta_row[t] = gd
-                    dbias_acc += gd
-            else:
-                for t in range(L):
-                    dbias_acc += ddelta_row[t]
-            for n in range(N):
-                dA_ch[ch, n] = dA_acc[n]
-            dD_ch[ch] = dD_acc
-            dbias_ch[ch] = dbias_acc
+                    g = ddts[t, j]
+                    if softplus:
+                        raw = delta[ch, t] + bias_e
+                        g = g * (_ONE if raw > _SOFTPLUS_THRESHOLD else _sigmoid32(raw))
+                    ddelta[ch, t] = g
+                    du[ch, t] = dus[t, j]
+                    dbias_acc += g
+                dbias_ch[ch] = dbias_acc
+                for n in range(N):
+                    dA_ch[ch, n] = dA_acc[n, j]
 
 
 def _np(t: torch.Tensor, *shape: int) -> np.ndarray:
@@ -354,7 +449,10 @@ def selective_scan_fused(u, delta, A, B, C, D=None, z=None, delta_bias=None,
     float32, as in mamba_ssm).
     """
     dtype_in = u.dtype
-    E = u.shape[1]
+    E, N = u.shape[1], A.shape[1]
+    if N > MAX_STATE:
+        raise ConfigError(f"selective_scan: the fused backend supports a state size N <= {MAX_STATE}, "
+                          f"got A with N={N}; use backend='chunked'")
     f32 = torch.float32
     u_, delta_, A_ = (t.to(f32).contiguous() for t in (u, delta, A))
     # (batch, N, L) or (batch, G, N, L) -> time-major (batch, G, L, N) so the N loop is contiguous
