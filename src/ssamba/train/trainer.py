@@ -173,7 +173,12 @@ class Trainer:
 
     # --- checkpoints -------------------------------------------------------------------------
     def _config_json(self) -> dict[str, Any]:
-        return {**self.run_config, "train": to_dict(self.config)}
+        """Run config + train config + the encoder's config, so ``ssamba.load(run_dir)`` works."""
+        out = {**self.run_config, "train": to_dict(self.config)}
+        encoder = getattr(self.task, "encoder", None)
+        if encoder is not None and hasattr(encoder, "config") and hasattr(encoder.config, "to_dict"):
+            out["encoder"] = encoder.config.to_dict()
+        return out
 
     def _save(self, best: bool = False) -> None:
         rngs = gather_objects(capture_rng(self._generators()), self.info)
@@ -304,7 +309,9 @@ class Trainer:
         bar = None
         if info.is_main and c.progress:
             from tqdm import tqdm
-            bar = tqdm(total=total, initial=self.step, desc="train", file=sys.stderr, dynamic_ncols=True)
+            timed = c.max_minutes and not c.max_steps  # a time budget: the step count is not known ahead
+            bar = tqdm(total=None if timed else total, initial=self.step, desc="train", file=sys.stderr,
+                       dynamic_ncols=True)
         last: dict[str, float] = {}
         t_start = time.time()
         deadline = t_start + 60 * c.max_minutes if c.max_minutes else math.inf
