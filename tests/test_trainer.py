@@ -98,3 +98,16 @@ def test_schedule_warmup_plateau_cosine():
     assert s.lr(10) == 0.5
     c = LRSchedule(TrainConfig(lr=1.0, warmup_steps=0, schedule="cosine"), total_steps=10)
     assert c.lr(0) == 1.0 and abs(c.lr(5) - 0.5) < 1e-12 and c.lr(10) < 1e-12
+
+
+def test_ssamba_load_reads_a_training_run(tmp_path):
+    """``ssamba.load(RUN_DIR)`` gives the trained encoder (best checkpoint) without the pretraining heads."""
+    import ssamba
+
+    task = _task()
+    Trainer(task, SyntheticFbankDataset(16), _cfg(max_steps=4), tmp_path).fit()
+    weights, _, _ = load_checkpoint(tmp_path / "checkpoints" / "best")
+    encoder = ssamba.load(tmp_path)
+    assert not any(k.startswith(("mask_embed", "cpredlayer", "gpredlayer")) for k in encoder.state_dict())
+    for name, value in encoder.state_dict().items():
+        assert torch.equal(value, weights["encoder." + name]), name

@@ -29,6 +29,9 @@ EXTRA_FILE = "extra_state.safetensors"
 FORMAT_VERSION = 1
 
 
+TASK_ENCODER_PREFIX = "encoder."
+
+
 def _atomic_write(path: Path, write) -> None:
     """Write via ``write(tmp_path)`` to a temp file in the same directory, then os.replace it into place."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -126,7 +129,19 @@ def read_checkpoint_dir(directory: str | os.PathLike) -> tuple[EncoderConfig, di
         extra = load_file(directory / EXTRA_FILE) if (directory / EXTRA_FILE).is_file() else {}
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{directory}: unreadable safetensors file ({exc})") from None
+    if any(k.startswith(TASK_ENCODER_PREFIX) for k in state):  # a Trainer checkpoint: encoder.* + heads
+        extra = {**extra, **{k: v for k, v in state.items() if not k.startswith(TASK_ENCODER_PREFIX)}}
+        state = {k[len(TASK_ENCODER_PREFIX):]: v for k, v in state.items() if k.startswith(TASK_ENCODER_PREFIX)}
     return config, state, extra
+
+
+def resolve_run_dir(directory: Path) -> Path:
+    """A training run directory stands for its ``checkpoints/best`` (else ``checkpoints/last``)."""
+    for name in ("best", "last"):
+        candidate = directory / "checkpoints" / name
+        if (candidate / CONFIG_FILE).is_file():
+            return candidate
+    return directory
 
 
 def load_state(path: str | os.PathLike) -> tuple[EncoderConfig, dict, dict]:
@@ -134,7 +149,7 @@ def load_state(path: str | os.PathLike) -> tuple[EncoderConfig, dict, dict]:
     from ssamba.checkpoints.convert import load_official_state
     path = Path(path)
     if path.is_dir():
-        return read_checkpoint_dir(path)
+        return read_checkpoint_dir(resolve_run_dir(path))
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint file or directory")
     return load_official_state(path)

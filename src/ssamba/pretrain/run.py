@@ -115,9 +115,7 @@ def run_pretraining(config: dict | str | Path | None, data: str | Path | None, o
     train = TrainConfig(**run["train"])
     dataset = build_dataset(data, DataConfig(**run["data"]), train.seed)
     task = build_task(run, encoder)
-    encoder_config = getattr(task.encoder.config, "to_dict", None)
-    run_config = {**run, "encoder": encoder_config() if callable(encoder_config) else None}
-    trainer = Trainer(task, dataset, train, out_dir, run_config=run_config)
+    trainer = Trainer(task, dataset, train, out_dir, run_config=run)
     return trainer.fit(resume=resume)
 
 
