@@ -73,3 +73,19 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["probe", "--model", str(tmp_path / "nomodel"), "--data", str(tmp_path / "nodata"), "--out", str(tmp_path / "p")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "nodata" in err
+
+
+def test_probe_on_audioset_layout_reports_skips_and_map(tmp_path):
+    """Multi-label path: AudioSet layout with a missing clip -> mAP / d' results and the skip count."""
+    import ssamba
+    from dataset_layouts import write_audioset
+    from ssamba.train.probe import probe
+
+    torch.manual_seed(0)
+    ssamba.create_model("ssamba_tiny", depth=2, embed_dim=32, scan_backend="chunked").save_pretrained(tmp_path / "m")
+    write_audioset(tmp_path / "as", n_train=8, n_eval=6, missing=1, seconds=0.3)
+    results = probe(tmp_path / "m", tmp_path / "as", tmp_path / "run", features="speechcommands")
+    assert results["skipped_entries"] == 2
+    assert set(results["runs"]["all"]) == {"mAP", "mAUC", "d_prime"}
+    assert 0.0 < results["runs"]["all"]["mAP"] <= 1.0
+    assert not (tmp_path / "run" / "confusion.png").exists()

@@ -266,6 +266,8 @@ def finetune(
                     "(it needs to use task.param_groups() and each group's lr_scale)", config.head_lr_mult)
     manifest = manifest or read_dataset(config.dataset, data)
     spec = manifest.spec
+    if manifest.skipped:
+        log.warning("%s: %d listed entries skipped (first: %s: %s)", spec.name, len(manifest.skipped), *manifest.skipped[0])
     preset = config.features or spec.feature_preset
     extractor = make_extractor(preset)
     augmenter = Augmenter(config.augment_config())
@@ -291,7 +293,8 @@ def finetune(
             m = confusion_matrix(scores, targets, spec.num_classes)
             confusion = m if confusion is None else confusion + m
         log.info("%s %s: %s", spec.name, name, {k: round(v, 4) for k, v in metrics.items()})
-    extra = {"init": str(init) if init else None, "finetune": to_dict(config), "head_lr_mult_applied": head_lr_applied}
+    extra = {"init": str(init) if init else None, "finetune": to_dict(config), "head_lr_mult_applied": head_lr_applied,
+             "skipped_entries": len(manifest.skipped)}
     return write_report(out_dir, spec, per_run, confusion, extra)
 
 

@@ -9,6 +9,7 @@ The encoder is any module mapping a (B, T, F) fbank batch to (B, D) embeddings, 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from ssamba.errors import DataError
 from ssamba.train.metrics import classification_metrics
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -184,6 +187,8 @@ def probe(
     out_dir = Path(out_dir)
     manifest = read_dataset(dataset, data)
     spec = manifest.spec
+    if manifest.skipped:
+        log.warning("%s: %d listed entries skipped (first: %s: %s)", spec.name, len(manifest.skipped), *manifest.skipped[0])
     preset = features or spec.feature_preset
     if encoder is None:
         import ssamba
@@ -213,4 +218,5 @@ def probe(
     out_dir.mkdir(parents=True, exist_ok=True)
     from ssamba.train.config import to_dict
 
-    return write_report(out_dir, spec, per_run, confusion, {"model": str(model), "probe": to_dict(config), "features": preset})
+    extra = {"model": str(model), "probe": to_dict(config), "features": preset, "skipped_entries": len(manifest.skipped)}
+    return write_report(out_dir, spec, per_run, confusion, extra)
