@@ -1,14 +1,16 @@
 """Chunked selective scan in eager PyTorch: runs on any device, differentiable by autograd.
 
-Why: the sequential reference takes L Python steps. Here the sequence is cut into chunks of T
-steps and every chunk is scanned at once from a zero state (T Python steps), then the chunk
-start states are carried across chunks (L / T steps) and added back through the cumulative
-decay. With T ≈ √L that is ~2√L steps instead of L.
+Why: the sequential reference takes L Python steps on small tensors. Here the sequence is cut
+into chunks of T steps and all chunks advance together: (1) every chunk is scanned from a zero
+state (T steps) to get the state it adds; (2) the true start state of each chunk is carried
+across chunk boundaries (L / T steps) with the chunk's total decay exp(ΣΔA); (3) every chunk is
+scanned again from its true start (T steps), producing the outputs. With T ≈ √L that is ~3√L
+steps instead of L, each on a (chunks, batch, E, N) working set that stays in cache.
 
-Numerically stable for long L and large |A|·delta: every factor is a product of decays
-exp(ΣΔA) over a span inside one chunk (computed as exp of a cumulative sum, so it can only
-underflow to 0, which is the true value) — there is never a division by a cumulative product.
-Memory is O(batch·E·L·N): this is the portable fallback, the fused CPU kernel is the fast path.
+Numerically stable for long L and large |A|·delta: it is the exact recurrence h = e^{ΔA} h + ΔBu
+inside chunks, and across chunks a product of decays (which can only underflow to 0, the true
+value) — never a division by a cumulative product. Memory: O(batch·E·L·N) for the decays and
+inputs (and autograd's saved states); the fused CPU kernel is the fast, O(L·E) path.
 """
 
 from __future__ import annotations
@@ -24,11 +26,19 @@ def default_chunk_size(length: int) -> int:
     return int(min(256, max(16, round(math.sqrt(max(length, 1))))))
 
 
-def _time_major(X: torch.Tensor, channels: int) -> torch.Tensor:
-    """B or C as (batch, E or 1, L, N): groups repeated over their channels."""
-    if X.dim() == 3:
-        return X.unsqueeze(1).transpose(-1, -2)
-    return X.repeat_interleave(channels // X.shape[1], dim=1).transpose(-1, -2)
+def _chunk_major(X: torch.Tensor, chunks: int, T: int) -> torch.Tensor:
+    """(..., L) -> (T, chunks, ...) contiguous, zero-padded to chunks·T steps, so that the
+    sequential loops below slice contiguous memory."""
+    pad = chunks * T - X.shape[-1]
+    X = F.pad(X, (0, pad)).reshape(*X.shape[:-1], chunks, T)
+    dims = list(range(X.dim() - 2))
+    return X.permute(X.dim() - 1, X.dim() - 2, *dims).contiguous()
+
+
+def _per_channel(X: torch.Tensor, channels: int) -> torch.Tensor:
+    """(..., G, N) -> (..., E, N) by repeating each group over its channels (G = 1 broadcasts)."""
+    groups = X.shape[-2]
+    return X if groups == 1 else X.repeat_interleave(channels // groups, dim=-2)
 
 
 def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None,
@@ -50,35 +60,39 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None,
     N = A.shape[1]
     T = chunk_size or default_chunk_size(L)
     chunks = max(1, math.ceil(L / T))
-    pad = chunks * T - L
 
-    log_decay = delta.unsqueeze(-1) * A[None, :, None, :]                        # (batch, E, L, N)
-    inputs = (delta * u).unsqueeze(-1) * _time_major(B, E)                       # (batch, E, L, N)
-    # Padded steps have decay 1 and no input, so they leave the state unchanged.
-    log_decay = F.pad(log_decay, (0, 0, 0, pad)).view(batch, E, chunks, T, N)
-    inputs = F.pad(inputs, (0, 0, 0, pad)).view(batch, E, chunks, T, N)
+    # Everything below is laid out (T, chunks, batch, E, N). Padded steps have delta = 0:
+    # decay 1 and no input, so they leave the state unchanged.
+    delta_t = _chunk_major(delta, chunks, T)                                     # (T, chunks, batch, E)
+    log_decay = delta_t.unsqueeze(-1) * A                                        # (T, chunks, batch, E, N)
+    B_t = _chunk_major(B if B.dim() == 4 else B.unsqueeze(1), chunks, T)        # (T, chunks, batch, G, N)
+    C_t = _chunk_major(C if C.dim() == 4 else C.unsqueeze(1), chunks, T)
+    B_t = _per_channel(B_t, E)                                                   # (T, chunks, batch, E|1, N)
+    C_t = _per_channel(C_t, E)
+    inputs = (delta_t * _chunk_major(u, chunks, T)).unsqueeze(-1) * B_t          # (T, chunks, batch, E, N)
     decay = torch.exp(log_decay)
 
-    # 1. every chunk scanned from a zero state, all chunks at once
-    h = inputs.new_zeros(batch, E, chunks, N)
-    local = []
+    # 1. per chunk, all chunks at once: the state reached from a zero start, and the total decay
+    h = inputs.new_zeros(chunks, batch, E, N)
     for t in range(T):
-        h = decay[:, :, :, t] * h + inputs[:, :, :, t]
-        local.append(h)
-    local_states = torch.stack(local, dim=3)                                     # (batch, E, chunks, T, N)
+        h = decay[t] * h + inputs[t]
+    chunk_decay = torch.exp(log_decay.sum(0))                                    # (chunks, batch, E, N)
 
-    # 2. carry the state across chunk boundaries
-    span_decay = torch.exp(torch.cumsum(log_decay, dim=3))                       # chunk start -> t
+    # 2. the true start state of every chunk, carried across chunk boundaries
     carry = inputs.new_zeros(batch, E, N)
     starts = []
     for c in range(chunks):
         starts.append(carry)
-        carry = span_decay[:, :, c, -1] * carry + local_states[:, :, c, -1]
-    start_states = torch.stack(starts, dim=2)                                    # (batch, E, chunks, N)
+        carry = chunk_decay[c] * carry + h[c]
 
-    states = local_states + span_decay * start_states.unsqueeze(3)
-    states = states.reshape(batch, E, chunks * T, N)[:, :, :L]
-    y = (states * _time_major(C, E)).sum(-1)                                     # (batch, E, L)
+    # 3. the exact recurrence again inside every chunk, now from its true start state
+    h = torch.stack(starts)                                                      # (chunks, batch, E, N)
+    ys = []
+    for t in range(T):
+        h = decay[t] * h + inputs[t]
+        ys.append((h * C_t[t]).sum(-1))
+    y = torch.stack(ys)                                                          # (T, chunks, batch, E)
+    y = y.permute(2, 3, 1, 0).reshape(batch, E, chunks * T)[:, :, :L]
     if D is not None:
         y = y + u * D.to(compute)[None, :, None]
     if z is not None:
