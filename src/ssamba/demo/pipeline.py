@@ -1,0 +1,269 @@
+"""``run_demo``: corpus -> pretrain SSAMBA and SSAST for equal minutes -> linear probes -> report.
+
+Stages run one after another (two torch jobs cannot share two cores) with an explicit thread
+count. What each stage does:
+
+1. corpus: the Debian corpus (`ssamba.data.demo_corpus.build_demo_corpus`, cached) or `--corpus DIR`;
+   the held-out-group probe tasks (`ssamba.data.demo_tasks.build_demo_tasks`).
+2. features: the normalised fbank of every clip, once (cached; `ssamba.demo.features`).
+3. pretraining: SSAMBA, then SSAST, from scratch on all the audio unlabelled, each for the same
+   wall-clock budget (`train.max_minutes`), with the masked-patch objective; each run directory
+   gets metrics, checkpoints and an `encoder/` that `ssamba.load` / `ssamba embed --model` read.
+4. embeddings: pretrained SSAMBA, the same SSAMBA at its random initialisation (the exact
+   weights its pretraining started from), pretrained SSAST, and log-mel statistics.
+5. probes: a linear probe per task and feature set, accuracy with a 95 % bootstrap interval.
+6. report: `report.md`, `report.html` (self-contained) and the PNGs (`ssamba.demo.report`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import platform
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ssamba.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CACHE = Path("~/.cache/ssamba/demo").expanduser()
+ENCODERS = ("ssamba", "ssast")
+
+
+@dataclass
+class DemoConfig:
+    """Everything the demo decides. `minutes`: pretraining wall clock per model (SSAMBA and
+    SSAST get the same). `depth`: encoder layers for both (shallower learns more per CPU
+    minute). `two_pass`: the official joint objective runs two masked passes per step; one pass
+    with both heads gives twice the steps per minute on a CPU. `max_per_class`: probe items per
+    class and split. `pretrain_files`: cap on pretraining clips (None: all)."""
+
+    minutes: float = 7.0
+    seed: int = 0
+    depth: int = 6
+    crop_frames: int = 200
+    batch_size: int = 16
+    lr: float = 5e-4
+    warmup_steps: int = 100
+    mask_ratio: float = 0.5
+    masking: str = "cluster"
+    two_pass: bool = False
+    max_clip_seconds: float = 10.0
+    max_per_class: int | None = 100
+    pretrain_files: int | None = None
+    probe_weight_decay: float = 1e-3
+    probe_max_iter: int = 150
+    threads: int = 2
+    quick: bool = False
+
+    @classmethod
+    def quick_preset(cls, **overrides: Any) -> "DemoConfig":
+        """Smoke-test sizes: 2-layer encoders, half a minute each, a few hundred clips."""
+        base = dict(minutes=0.4, depth=2, warmup_steps=10, max_per_class=12, pretrain_files=300, probe_max_iter=50,
+                    quick=True)
+        return cls(**{**base, **overrides})
+
+    def __post_init__(self) -> None:
+        if not self.minutes > 0:
+            raise ConfigError(f"--minutes={self.minutes}: must be positive")
+        if self.depth < 1 or self.crop_frames < 16 or self.batch_size < 1 or self.threads < 1:
+            raise ConfigError("demo config: depth, batch_size, threads must be >= 1 and crop_frames >= 16")
+
+    def run_config(self, model: str) -> dict[str, Any]:
+        """The pretraining run config (`ssamba.pretrain.run.load_run_config` sections) of `model`."""
+        return {
+            "model": {"name": f"{model}_tiny", "overrides": {"depth": self.depth, "input_tdim": self.crop_frames}},
+            "pretrain": {"masking": self.masking, "num_masked": None, "mask_ratio": self.mask_ratio,
+                         "objective": "joint", "mse_weight": 10.0, "two_pass": self.two_pass},
+            "data": {"crop_frames": self.crop_frames, "features": "pretrain", "format": "folder", "source": None},
+            "train": {"seed": self.seed, "epochs": 100_000, "max_steps": None, "max_minutes": self.minutes,
+                      "batch_size": self.batch_size, "lr": self.lr, "weight_decay": 5e-8,
+                      "betas": [0.95, 0.999], "warmup_steps": self.warmup_steps, "schedule": "plateau",
+                      "plateau_every": 500, "plateau_patience": 2, "precision": "fp32", "num_workers": 0,
+                      "num_threads": self.threads, "checkpoint_every": 100_000, "keep_last": 1,
+                      "log_every": 1, "tensorboard": False, "progress": True},
+        }
+
+
+@dataclass
+class DemoResult:
+    """Where the report is, and what the run measured."""
+
+    out_dir: Path
+    report_md: Path
+    report_html: Path
+    results: list[dict]
+    timings: dict[str, float]
+    pretraining: dict[str, dict]
+    images: dict[str, Path] = field(default_factory=dict)
+
+
+class _Stages:
+    """Wall-clock seconds per stage, announced on stderr as they finish."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.say, self.seconds, self.start = say, {}, time.perf_counter()
+
+    def run(self, name: str, fn: Callable[[], Any]) -> Any:
+        self.say(f"[demo] {name} ...")
+        t0 = time.perf_counter()
+        out = fn()
+        self.seconds[name] = round(time.perf_counter() - t0, 1)
+        self.say(f"[demo] {name}: {self.seconds[name]:.1f} s")
+        return out
+
+    def total(self) -> float:
+        return round(time.perf_counter() - self.start, 1)
+
+
+def _load_corpus(corpus: str | Path | None, cache: Path, say: Callable[[str], None]):
+    from ssamba.data.demo_corpus import build_demo_corpus, load_corpus_dir
+
+    if corpus is not None:
+        return load_corpus_dir(corpus)
+    return build_demo_corpus(cache, progress=lambda line: say(f"[demo]   {line}"))
+
+
+def _pretraining_paths(corpus, tasks, config: DemoConfig) -> list[Path]:
+    """All corpus clips (or, with `pretrain_files`, the probe clips plus a seeded sample of the rest,
+    at most that many in all)."""
+    every = [f.path.resolve() for f in corpus.files]
+    if config.pretrain_files is None or len(every) <= config.pretrain_files:
+        return every
+    probe = sorted({i.path.resolve() for t in tasks for i in t.train_items + t.test_items})
+    rest = sorted(set(every) - set(probe))
+    random.Random(config.seed).shuffle(rest)
+    return probe + rest[:max(0, config.pretrain_files - len(probe))]
+
+
+def pretrain(model: str, fbanks, pad_value: float, config: DemoConfig, out_dir: Path) -> dict[str, Any]:
+    """Pretrain `<model>_tiny` for `config.minutes` on `fbanks`; writes the run to `out_dir` and
+    the encoder to `out_dir/encoder`. Returns the trainer summary plus the run config."""
+    from ssamba.demo.features import FbankCropDataset
+    from ssamba.pretrain.run import build_task, load_run_config
+    from ssamba.train.config import TrainConfig
+    from ssamba.train.trainer import Trainer
+
+    run = load_run_config(config.run_config(model))
+    run["data"]["source"] = "demo fbank cache (in memory)"
+    task = build_task(run)
+    dataset = FbankCropDataset(fbanks, config.crop_frames, pad_value)
+    warm_up(task, dataset)
+    trainer = Trainer(task, dataset, TrainConfig(**run["train"]), out_dir,
+                      run_config={**run, "encoder": task.encoder.config.to_dict()})
+    summary = trainer.fit()
+    task.encoder.save_pretrained(out_dir / "encoder")
+    params = sum(p.numel() for p in task.encoder.parameters())
+    return {**summary, "run_config": run, "encoder_parameters": params, "encoder_dir": str(out_dir / "encoder")}
+
+
+def warm_up(task: torch.nn.Module, dataset) -> None:
+    """One forward + backward on two clips before the clock starts, so one-off costs (numba
+    compiling the selective scan, allocator growth) are not charged to the model's budget. The
+    trainer re-seeds every generator when it starts and the gradients are thrown away."""
+    batch = {"fbank": torch.stack([dataset[(i % len(dataset), i)]["fbank"] for i in range(2)])}
+    task.train()
+    task(batch)["loss"].backward()
+    task.zero_grad(set_to_none=True)
+
+
+def random_init_encoder(run_config: dict[str, Any]) -> torch.nn.Module:
+    """The encoder a pretraining run started from (same seed, same construction as `build_task`)."""
+    from ssamba.pretrain.run import build_task
+
+    return build_task(copy.deepcopy(run_config)).encoder.eval()
+
+
+def run_demo(out_dir: str | Path = "demo_out", corpus: str | Path | None = None, quick: bool = False,
+             minutes: float | None = None, seed: int = 0, cache: str | Path | None = None,
+             config: DemoConfig | None = None, progress: Callable[[str], None] | None = None) -> DemoResult:
+    """The whole demo; returns where the report is. `corpus`: a folder of audio instead of the
+    Debian corpus. `cache`: where the Debian corpus and the fbank cache live (default
+    ~/.cache/ssamba/demo). `minutes`: pretraining wall clock per model. `config` overrides all."""
+    import ssamba
+    from ssamba.data.demo_tasks import TaskConfig, build_demo_tasks
+    from ssamba.demo.embeddings import encoder_embeddings, logmel_statistics
+    from ssamba.demo.evaluate import probe_task
+    from ssamba.demo.features import compute_fbanks
+    from ssamba.demo.report import make_figures, write_report
+    from ssamba.train.probe import ProbeConfig
+
+    if config is None:
+        extra = {"seed": seed} | ({"minutes": minutes} if minutes is not None else {})
+        config = DemoConfig.quick_preset(**extra) if quick else DemoConfig(**extra)
+    say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cache_dir = Path(cache).expanduser() if cache is not None else DEFAULT_CACHE
+    torch.set_num_threads(config.threads)
+    stages = _Stages(say)
+
+    corpus_data = stages.run("corpus", lambda: _load_corpus(corpus, cache_dir, say))
+    tasks = build_demo_tasks(corpus_data.files, TaskConfig(seed=config.seed, max_per_class=config.max_per_class))
+    paths = _pretraining_paths(corpus_data, tasks, config)
+    store = stages.run("features", lambda: compute_fbanks(paths, cache_dir, max_seconds=config.max_clip_seconds,
+                                                          workers=config.threads))
+    torch.set_num_threads(config.threads)
+
+    runs = {}
+    for model in ENCODERS:
+        runs[model] = stages.run(f"pretrain {model}", lambda m=model: pretrain(
+            m, store.fbanks, store.pad_value, config, out / m))
+
+    probe_paths = sorted({i.path.resolve() for t in tasks for i in t.train_items + t.test_items})
+    probe_fbanks = store.take(probe_paths)
+    features: dict[str, np.ndarray] = {}
+    features["log-mel stats"] = stages.run("embed log-mel", lambda: logmel_statistics(probe_fbanks))
+    encoders = {
+        "SSAMBA random init": lambda: random_init_encoder(runs["ssamba"]["run_config"]),
+        "SSAMBA pretrained": lambda: ssamba.load(runs["ssamba"]["encoder_dir"]),
+        "SSAST pretrained": lambda: ssamba.load(runs["ssast"]["encoder_dir"]),
+    }
+    for name, make in encoders.items():
+        pooled = stages.run(f"embed {name}", lambda make=make: encoder_embeddings(make(), probe_fbanks, store.pad_value))
+        features[name] = pooled["mean"]
+        features[f"{name}, mean‖std"] = pooled["mean_std"]
+
+    row_of = {p: i for i, p in enumerate(probe_paths)}
+    probe_config = ProbeConfig(weight_decay=config.probe_weight_decay, max_iter=config.probe_max_iter)
+
+    def probe_all():
+        results = []
+        for task in tasks:
+            index = {c: i for i, c in enumerate(task.classes)}
+            split = {s: (np.array([row_of[i.path.resolve()] for i in items]), np.array([index[i.label] for i in items]))
+                     for s, items in (("train", task.train_items), ("test", task.test_items))}
+            for method, x in features.items():
+                (tr_rows, tr_y), (te_rows, te_y) = split["train"], split["test"]
+                results.append(probe_task(task.name, method, x[tr_rows], tr_y, x[te_rows], te_y,
+                                          len(task.classes), probe_config, seed=config.seed))
+        return results
+
+    results = stages.run("probes", probe_all)
+    embeddings_for_plot = {m: features[m] for m in ("log-mel stats", "SSAMBA pretrained")}
+    corpus_info = {"root": str(corpus_data.root), "files": len(corpus_data.files),
+                   "hours": round(corpus_data.total_duration / 3600, 3), "by_source": corpus_data.by_source(),
+                   "packages": [asdict(p) for p in corpus_data.packages],
+                   "pretraining_clips": len(paths), "pretraining_frames": store.total_frames,
+                   "probe_clips": len(probe_paths)}
+    environment = {"python": platform.python_version(), "torch": torch.__version__, "threads": config.threads,
+                   "machine": platform.machine(), "cpus": __import__("os").cpu_count()}
+    images = stages.run("figures", lambda: make_figures(out, runs, results, tasks, embeddings_for_plot, row_of))
+    stages.seconds["total"] = stages.total()
+    report = write_report(out, config=config, corpus=corpus_info, tasks=tasks, runs=runs, results=results,
+                          timings=stages.seconds, environment=environment, images=images)
+    (out / "results.json").write_text(json.dumps({"config": asdict(config), "results": [r.row() for r in results],
+                                                  "timings_s": stages.seconds, "corpus": corpus_info}, indent=1))
+    say(f"[demo] done in {stages.seconds['total'] / 60:.1f} min; report: {report['md']} and {report['html']}")
+    return DemoResult(out, report["md"], report["html"], [r.row() for r in results], dict(stages.seconds),
+                      {m: {k: v for k, v in r.items() if k != "metrics"} | {"final": r["metrics"]} for m, r in runs.items()},
+                      images)

@@ -1,0 +1,329 @@
+"""The demo's report: figures (PNG) and one document rendered twice, as `report.md` and as a
+self-contained `report.html` (images embedded as base64 PNG).
+
+The document is a list of blocks (heading, paragraph, table, image, code), so both renderings
+say exactly the same thing.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+# methods in table / chart order; the headline uses the official mean pooling
+HEADLINE = ("log-mel stats", "SSAMBA random init", "SSAMBA pretrained", "SSAST pretrained")
+CHART = ("log-mel stats", "SSAMBA random init", "SSAMBA pretrained", "SSAMBA pretrained, mean‖std", "SSAST pretrained")
+PLOT_TASK_ORDER = ("drum_instrument", "word", "voice_pack", "language")
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def plot_loss_curves(runs: dict[str, dict], path: Path) -> Path:
+    """Training loss and masked-patch accuracy of each pretraining run against wall-clock minutes."""
+    from ssamba.train.trainer import read_metrics
+
+    plt = _plt()
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    for model, run in runs.items():
+        rows = read_metrics(Path(run["run_dir"]) / "metrics.csv")
+        minutes = np.array([r.get("elapsed_s", 0.0) for r in rows]) / 60
+        loss = np.array([r["loss"] for r in rows])
+        acc = np.array([r.get("acc", np.nan) for r in rows])
+        k = max(1, len(rows) // 50)  # moving average over ~2 % of the run
+        kernel = np.ones(k) / k
+        label = f"{model.upper()} ({len(rows)} steps)"
+        for ax, y in ((ax_loss, loss), (ax_acc, acc)):
+            line, = ax.plot(minutes, y, alpha=0.25)
+            if len(y) >= k:
+                ax.plot(minutes[k - 1:], np.convolve(y, kernel, mode="valid"), color=line.get_color(), label=label)
+    ax_loss.set(xlabel="minutes of pretraining", ylabel="loss (InfoNCE + 10·MSE)", title="pretraining loss")
+    ax_loss.set_yscale("log")
+    ax_acc.set(xlabel="minutes of pretraining", ylabel="masked-patch accuracy", title="masked-patch InfoNCE accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_probe_bars(results: Sequence, chance: dict[str, float], path: Path) -> Path:
+    """Grouped bars: accuracy per task and method, 95 % bootstrap intervals, majority-class line."""
+    plt = _plt()
+    tasks = list(dict.fromkeys(r.task for r in results))
+    methods = [m for m in CHART if any(r.method == m for r in results)]
+    by = {(r.task, r.method): r for r in results}
+    width = 0.8 / len(methods)
+    fig, ax = plt.subplots(figsize=(max(7, 2.2 * len(tasks)), 4.5))
+    for j, method in enumerate(methods):
+        xs, ys, err = [], [], [[], []]
+        for i, task in enumerate(tasks):
+            r = by.get((task, method))
+            if r is None:
+                continue
+            xs.append(i - 0.4 + width * (j + 0.5))
+            ys.append(r.accuracy)
+            err[0].append(r.accuracy - r.ci_low)
+            err[1].append(r.ci_high - r.accuracy)
+        ax.bar(xs, ys, width, yerr=err, capsize=3, label=method)
+    for i, task in enumerate(tasks):
+        ax.hlines(chance[task], i - 0.45, i + 0.45, colors="black", linestyles="dotted",
+                  label="majority class" if i == 0 else None)
+    ax.set_xticks(range(len(tasks)), labels=tasks)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("test accuracy (95 % CI)")
+    ax.set_title("Linear probes on frozen embeddings (held-out groups)")
+    ax.legend(fontsize=8, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.1))
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def pca_2d(x: np.ndarray) -> np.ndarray:
+    """First two principal components of standardised rows."""
+    x = (x - x.mean(axis=0)) / np.maximum(x.std(axis=0), 1e-8)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    return x @ vt[:2].T
+
+
+def plot_embedding_pca(embeddings: dict[str, np.ndarray], labels: Sequence[str], title: str, path: Path) -> Path:
+    """One panel per feature set: PCA of the test clips' embeddings, coloured by class."""
+    plt = _plt()
+    classes = sorted(set(labels))
+    colour = {c: plt.get_cmap("tab20")(i % 20) for i, c in enumerate(classes)}
+    fig, axes = plt.subplots(1, len(embeddings), figsize=(5.5 * len(embeddings), 5), squeeze=False)
+    for ax, (name, x) in zip(axes[0], embeddings.items()):
+        xy = pca_2d(x)
+        for c in classes:
+            sel = np.array([l == c for l in labels])
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=10, color=colour[c], label=c, alpha=0.8)
+        ax.set(title=name, xlabel="PC 1", ylabel="PC 2")
+    if len(classes) <= 20:
+        axes[0][-1].legend(fontsize=7, markerscale=1.5, loc="center left", bbox_to_anchor=(1, 0.5))
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def make_figures(out: Path, runs: dict[str, dict], results: Sequence, tasks: Sequence,
+                 plot_embeddings: dict[str, np.ndarray], row_of: dict[Path, int]) -> dict[str, Path]:
+    """All PNGs of the report: loss curves, probe bars, PCA and confusion matrix of one task."""
+    from ssamba.train.metrics import confusion_matrix, write_confusion_matrix_png
+
+    images = {"loss_curves": plot_loss_curves(runs, out / "loss_curves.png"),
+              "probe_accuracy": plot_probe_bars(results, {t.name: t.chance for t in tasks}, out / "probe_accuracy.png")}
+    task = next((t for name in PLOT_TASK_ORDER for t in tasks if t.name == name), tasks[0])
+    rows = np.array([row_of[i.path.resolve()] for i in task.test_items])
+    labels = [i.label for i in task.test_items]
+    images["embedding_pca"] = plot_embedding_pca(
+        {name: x[rows] for name, x in plot_embeddings.items()}, labels,
+        f"{task.name}: test clips (held-out {task.group_kind}s), PCA of frozen embeddings", out / "embedding_pca.png")
+    chosen = next(r for r in results if r.task == task.name and r.method == "SSAMBA pretrained")
+    matrix = confusion_matrix(chosen.predictions, chosen.labels, len(task.classes))
+    images["confusion"] = write_confusion_matrix_png(
+        matrix, task.classes, out / "confusion_matrix.png",
+        title=f"{task.name}, SSAMBA pretrained (acc {chosen.accuracy:.2f})")
+    return images
+
+
+# ----------------------------------------------------------------------------- document
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> tuple:
+    return ("table", list(header), [[str(c) for c in row] for row in rows])
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def verdict(results: Sequence, tasks: Sequence) -> tuple[list[str], dict[str, int]]:
+    """Sentences comparing pretrained SSAMBA (official mean) with random init and log-mel per task,
+    counting a win only when the 95 % intervals do not overlap."""
+    by = {(r.task, r.method): r for r in results}
+    lines, wins = [], {"random init": 0, "log-mel stats": 0}
+    for t in tasks:
+        ours = by[(t.name, "SSAMBA pretrained")]
+        parts = []
+        for key, method in (("random init", "SSAMBA random init"), ("log-mel stats", "log-mel stats")):
+            other = by[(t.name, method)]
+            if ours.ci_low > other.ci_high:
+                wins[key] += 1
+                word = "better than"
+            elif ours.ci_high < other.ci_low:
+                word = "worse than"
+            else:
+                word = "not distinguishable from"
+            parts.append(f"{word} {key} ({_pct(ours.accuracy)} vs {_pct(other.accuracy)} %)")
+        lines.append(f"**{t.name}**: pretrained SSAMBA is " + "; ".join(parts) + ".")
+    return lines, wins
+
+
+def build_document(config, corpus: dict, tasks: Sequence, runs: dict[str, dict], results: Sequence,
+                   timings: dict[str, float], environment: dict, images: dict[str, Path]) -> list[tuple]:
+    """The report as blocks: ("h", level, text), ("p", text), ("table", header, rows), ("img", alt, path), ("code", text)."""
+    doc: list[tuple] = [("h", 1, "ssamba demo: self-supervised pretraining on real audio, on a CPU")]
+    total = timings.get("total")
+    doc.append(("p", f"SSAMBA-tiny and SSAST-tiny were pretrained from scratch, {config.minutes:g} minutes of wall clock "
+                     f"each, on {corpus['pretraining_clips']} unlabelled clips ({corpus['hours']} h in the corpus), "
+                     f"then frozen and compared by linear probes on {len(tasks)} tasks whose test items come from "
+                     f"groups never seen in training. Whole run: {total / 60:.1f} min" if total else
+                     "Whole run: see timings below."))
+    if config.quick:
+        doc.append(("p", "**Quick mode**: tiny models, seconds of pretraining and a subset of the corpus. "
+                         "The numbers below only show that the pipeline works, not what pretraining buys."))
+    lines, wins = verdict(results, tasks)
+    n = len(tasks)
+    doc.append(("h", 2, "Verdict"))
+    doc.append(("p", f"With the official embedding (mean of the last layer's tokens), pretrained SSAMBA is clearly "
+                     f"better (95 % intervals apart) than its own random initialisation on {wins['random init']} of "
+                     f"{n} tasks and than log-mel statistics on {wins['log-mel stats']} of {n} tasks."))
+    for line in lines:
+        doc.append(("p", line))
+
+    doc.append(("h", 2, "Results"))
+    by = {(r.task, r.method): r for r in results}
+    summary_rows = []
+    for t in tasks:
+        summary_rows.append([t.name, _pct(t.chance)] + [_pct(by[(t.name, m)].accuracy) if (t.name, m) in by else ""
+                                                         for m in HEADLINE])
+    doc.append(("p", "Test accuracy (%), official mean pooling; majority = always answering the most common test class."))
+    doc.append(_table(["task", "majority"] + list(HEADLINE), summary_rows))
+    for t in tasks:
+        s = t.summary()
+        doc.append(("h", 3, f"{t.name}: {t.description}"))
+        doc.append(("p", f"{s['classes']} classes; train {s['train_items']} clips from {s['train_groups']} "
+                         f"{t.group_kind}s, test {s['test_items']} clips from {s['test_groups']} other "
+                         f"{t.group_kind}s; majority-class accuracy {_pct(t.chance)} %."))
+        rows = [[r.method, _pct(r.accuracy), f"{_pct(r.ci_low)} – {_pct(r.ci_high)}", _pct(r.macro_f1), r.dim]
+                for r in results if r.task == t.name]
+        doc.append(_table(["method", "accuracy %", "95 % CI", "macro-F1 %", "dim"], rows))
+    doc.append(("img", "probe accuracy per task", images["probe_accuracy"]))
+    doc.append(("p", "Intervals: percentile bootstrap over test clips (1000 resamples). "
+                     "\"mean‖std\" rows pool the encoder's tokens by mean and standard deviation, concatenated "
+                     "(an option; the official embedding is the mean)."))
+
+    doc.append(("h", 2, "Pretraining"))
+    rows = []
+    for model, run in runs.items():
+        m = run["metrics"]
+        rows.append([model.upper(), run["run_config"]["model"]["name"], run["run_config"]["model"]["overrides"]["depth"],
+                     f"{run['encoder_parameters'] / 1e6:.2f} M", run["steps"], f"{timings.get('pretrain ' + model, 0) / 60:.1f}",
+                     f"{m.get('loss', float('nan')):.3f}", f"{m.get('acc', float('nan')):.3f}", run["encoder_dir"]])
+    doc.append(_table(["run", "preset", "depth", "parameters", "steps", "minutes", "last loss", "last masked acc",
+                       "encoder (ssamba.load)"], rows))
+    doc.append(("img", "pretraining loss curves", images["loss_curves"]))
+    doc.append(("p", "Reuse a pretrained encoder: `ssamba embed --model " + runs["ssamba"]["encoder_dir"] +
+                     " some.wav` or `ssamba.load(\"" + runs["ssamba"]["encoder_dir"] + "\")`."))
+
+    doc.append(("h", 2, "Embeddings and errors of one task"))
+    doc.append(("img", "PCA of test embeddings", images["embedding_pca"]))
+    doc.append(("img", "confusion matrix", images["confusion"]))
+
+    doc.append(("h", 2, "Timings"))
+    doc.append(_table(["stage", "seconds"], [[k, f"{v:.1f}"] for k, v in timings.items()]))
+    doc.append(("p", f"Machine: {environment['cpus']} CPUs, torch {environment['torch']}, "
+                     f"{environment['threads']} threads; stages ran one after another."))
+
+    doc.append(("h", 2, "Corpus"))
+    doc.append(("p", f"{corpus['files']} files, {corpus['hours']} h, under `{corpus['root']}`; "
+                     f"{corpus['pretraining_clips']} clips used for pretraining (each cut to its first "
+                     f"{config.max_clip_seconds:g} s), {corpus['probe_clips']} distinct clips in the probe tasks."))
+    doc.append(_table(["source", "files", "hours", "mean seconds"],
+                      [[k, int(v["files"]), v["hours"], v["mean_seconds"]] for k, v in corpus["by_source"].items()]))
+    if corpus["packages"]:
+        doc.append(_table(["package", "version", "sha256"],
+                          [[p["name"], p["version"], p["sha256"][:16] + "…"] for p in corpus["packages"]]))
+
+    doc.append(("h", 2, "Exactly what was run"))
+    doc.append(("p", "Demo settings (`ssamba.demo.DemoConfig`):"))
+    doc.append(("code", json.dumps(asdict(config), indent=1)))
+    for model, run in runs.items():
+        doc.append(("p", f"{model.upper()} pretraining run config (also in `{run['run_dir']}/checkpoints/last/config.json`):"))
+        doc.append(("code", json.dumps(run["run_config"], indent=1)))
+    doc.append(("p", "Task definitions (held-out groups, class counts, what was dropped):"))
+    doc.append(("code", json.dumps([t.summary() for t in tasks], indent=1)))
+    return doc
+
+
+def render_markdown(doc: list[tuple], out: Path) -> str:
+    parts = []
+    for block in doc:
+        kind = block[0]
+        if kind == "h":
+            parts.append("#" * block[1] + " " + block[2])
+        elif kind == "p":
+            parts.append(block[1])
+        elif kind == "table":
+            header, rows = block[1], block[2]
+            lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            lines += ["| " + " | ".join(r) + " |" for r in rows]
+            parts.append("\n".join(lines))
+        elif kind == "img":
+            parts.append(f"![{block[1]}]({Path(block[2]).relative_to(out).as_posix()})")
+        elif kind == "code":
+            parts.append("```\n" + block[1] + "\n```")
+    return "\n\n".join(parts) + "\n"
+
+
+def _inline(text: str) -> str:
+    """Escape, then the two inline marks the document uses: **bold** and `code`."""
+    import re
+
+    text = html.escape(text)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+
+
+def render_html(doc: list[tuple]) -> str:
+    body = []
+    for block in doc:
+        kind = block[0]
+        if kind == "h":
+            body.append(f"<h{block[1]}>{_inline(block[2])}</h{block[1]}>")
+        elif kind == "p":
+            body.append(f"<p>{_inline(block[1])}</p>")
+        elif kind == "table":
+            head = "".join(f"<th>{_inline(h)}</th>" for h in block[1])
+            rows = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in block[2])
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        elif kind == "img":
+            data = base64.b64encode(Path(block[2]).read_bytes()).decode("ascii")
+            body.append(f'<p><img alt="{html.escape(block[1])}" src="data:image/png;base64,{data}"></p>')
+        elif kind == "code":
+            body.append(f"<pre>{html.escape(block[1])}</pre>")
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.4}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
+             "th{background:#f3f3f3}img{max-width:100%}pre{background:#f6f6f6;padding:8px;overflow:auto;font-size:12px}")
+    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>ssamba demo report</title>"
+            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def write_report(out: Path, **parts: Any) -> dict[str, Path]:
+    """Write `report.md` and `report.html` in `out` from `build_document(**parts)`."""
+    doc = build_document(**parts)
+    md, page = out / "report.md", out / "report.html"
+    md.write_text(render_markdown(doc, out), encoding="utf-8")
+    page.write_text(render_html(doc), encoding="utf-8")
+    return {"md": md, "html": page}

@@ -1,0 +1,162 @@
+"""`ssamba demo --quick` end to end on a generated corpus (CLI in a subprocess), and the pieces
+it is made of: embeddings vs the library Embedder, log-mel statistics, bootstrap intervals."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import ssamba
+from ssamba.data.demo_corpus import make_synthetic_corpus
+from ssamba.demo.embeddings import encoder_embeddings, logmel_statistics
+from ssamba.demo.evaluate import bootstrap_ci
+from ssamba.demo.features import compute_fbanks
+from ssamba.demo.pipeline import DemoConfig, random_init_encoder
+from ssamba.inference import embed
+
+TASKS = ("voice_pack", "word", "drum_instrument", "language")
+METHODS = ("log-mel stats", "SSAMBA random init", "SSAMBA pretrained", "SSAST pretrained",
+           "SSAMBA pretrained, mean‖std", "SSAST pretrained, mean‖std", "SSAMBA random init, mean‖std")
+CLI = [sys.executable, "-c", "import sys; from ssamba.cli import main; sys.exit(main())"]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """One quick demo run on the synthetic corpus (a few seconds of pretraining per model)."""
+    root = tmp_path_factory.mktemp("demo")
+    corpus = make_synthetic_corpus(root / "corpus")
+    out = root / "out"
+    run = subprocess.run(CLI + ["demo", "--quick", "--corpus", str(corpus), "--cache", str(root / "cache"),
+                                "--out", str(out), "--minutes", "0.05"],
+                         capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    return out, run
+
+
+def _task_tables(report: str) -> dict[str, dict[str, tuple[float, float, float]]]:
+    """task -> method -> (accuracy, ci low, ci high) from the per-task tables of report.md."""
+    tables = {}
+    for section in re.split(r"^### ", report, flags=re.M)[1:]:
+        task = section.split(":", 1)[0]
+        rows = re.findall(r"^\| (.+?) \| ([\d.]+) \| ([\d.]+) – ([\d.]+) \| [\d.]+ \| \d+ \|$", section, flags=re.M)
+        tables[task] = {m: (float(a), float(lo), float(hi)) for m, a, lo, hi in rows}
+    return tables
+
+
+def test_report_has_every_task_and_method_with_accuracies_inside_their_intervals(demo):
+    out, run = demo
+    report = (out / "report.md").read_text()
+    tables = _task_tables(report)
+    assert set(tables) == set(TASKS)
+    for task, rows in tables.items():
+        assert set(rows) == set(METHODS), task
+        for method, (acc, low, high) in rows.items():
+            assert 0 <= low <= acc <= high <= 100, (task, method)
+    results = json.loads((out / "results.json").read_text())["results"]
+    assert len(results) == len(TASKS) * len(METHODS)
+    for r in results:  # the JSON and the Markdown say the same
+        assert tables[r["task"]][r["method"]][0] == pytest.approx(100 * r["accuracy"], abs=0.051)
+    # the synthetic tasks are easy: log-mel statistics must be far above chance on most of them
+    assert sum(tables[t]["log-mel stats"][0] > 60 for t in TASKS) >= 3
+    for needle in ("## Timings", "pretrain ssamba", "pretrain ssast", "## Corpus", "Exactly what was run",
+                   '"max_minutes": 0.05', "Quick mode"):
+        assert needle in report
+    assert f"report: {(out / 'report.md').resolve()}" in run.stdout
+
+
+def test_pictures_and_self_contained_html(demo):
+    out, _ = demo
+    for name in ("loss_curves", "probe_accuracy", "embedding_pca", "confusion_matrix"):
+        data = (out / f"{name}.png").read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, name
+    page = (out / "report.html").read_text()
+    assert page.count('src="data:image/png;base64,') == 4
+    assert not re.search(r'src="(?!data:)', page)  # nothing fetched from elsewhere
+    for task in TASKS:
+        assert task in page
+
+
+def test_checkpoints_load_and_differ_from_the_random_start(demo):
+    out, _ = demo
+    for model in ("ssamba", "ssast"):
+        encoder = ssamba.load(out / model / "encoder")
+        assert encoder.config.arch == model and encoder.config.depth == 2 and encoder.config.input_tdim == 200
+        run_config = json.loads((out / model / "checkpoints" / "last" / "config.json").read_text())
+        assert run_config["train"]["max_minutes"] == 0.05
+        start = random_init_encoder({k: run_config[k] for k in ("model", "pretrain", "data", "train")})
+        moved = [not torch.equal(a, b) for a, b in zip(encoder.state_dict().values(), start.state_dict().values())]
+        assert any(moved)  # pretraining changed the weights it started from
+        rows = (out / model / "metrics.csv").read_text().splitlines()
+        assert len(rows) >= 2 and rows[0].startswith("step")
+
+
+def test_random_init_is_the_exact_start_of_pretraining():
+    cfg = DemoConfig.quick_preset().run_config("ssamba")
+    a, b = random_init_encoder(cfg), random_init_encoder(cfg)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    other = random_init_encoder({**cfg, "train": {**cfg["train"], "seed": 1}})
+    assert not torch.equal(a.state_dict()["patch_embed.proj.weight"], other.state_dict()["patch_embed.proj.weight"])
+
+
+def test_demo_embeddings_match_the_library_embedder(tmp_path):
+    """Official mean pooling from cached fbanks == ssamba.embed on the files (short and long clips)."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, seconds in enumerate((0.7, 2.0, 4.3)):
+        path = tmp_path / f"clip{i}.wav"
+        sf.write(path, (0.1 * rng.standard_normal(int(16000 * seconds))).astype(np.float32), 16000)
+        paths.append(path)
+    torch.manual_seed(0)
+    model = ssamba.create_model("ssast_tiny", depth=1, input_tdim=128).eval()
+    store = compute_fbanks(paths, None, workers=1)
+    fbanks = [f.astype(np.float32) for f in store.fbanks]  # the float16 cache is tested for closeness below
+    ours = encoder_embeddings(model, fbanks, store.pad_value)
+    reference = embed([str(p) for p in paths], model)
+    np.testing.assert_allclose(ours["mean"], reference, atol=1e-4)
+    assert ours["mean_std"].shape == (3, 2 * 192)
+    np.testing.assert_allclose(ours["mean_std"][:, :192], ours["mean"])
+    assert (ours["mean_std"][:, 192:] > 0).all()
+    cached = encoder_embeddings(model, store.fbanks, store.pad_value)["mean"]
+    np.testing.assert_allclose(cached, reference, atol=2e-2)
+
+
+def test_fbank_cache_is_reused_and_logmel_statistics(tmp_path):
+    import soundfile as sf
+
+    path = tmp_path / "a.wav"
+    sf.write(path, np.sin(np.arange(16000 * 3) * 0.05).astype(np.float32), 16000)
+    first = compute_fbanks([path], tmp_path / "cache", max_seconds=2.0, workers=1)
+    assert len(first.fbanks[0]) == 200  # cut to the first 2 s
+    (cache_file,) = (tmp_path / "cache").glob("fbank-*.npz")
+    stamp = cache_file.stat().st_mtime_ns
+    second = compute_fbanks([path], tmp_path / "cache", max_seconds=2.0, workers=1)
+    assert cache_file.stat().st_mtime_ns == stamp and np.array_equal(first.fbanks[0], second.fbanks[0])
+    x = first.fbanks[0].astype(np.float32)
+    stats = logmel_statistics(first.fbanks)
+    np.testing.assert_allclose(stats[0], np.concatenate([x.mean(0), x.std(0)]), rtol=1e-5, atol=1e-6)
+
+
+def test_bootstrap_interval():
+    assert bootstrap_ci(np.ones(50)) == (1.0, 1.0)
+    low, high = bootstrap_ci(np.array([1.0, 0.0] * 100))
+    assert 0.39 < low < 0.5 < high < 0.61  # binomial sd at n=200 is 0.035 -> about ±0.07
+
+
+def test_fetch_failure_is_one_line_telling_how_to_pass_a_corpus(tmp_path):
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent)}  # no apt-get on PATH
+    run = subprocess.run(CLI + ["demo", "--quick", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "o")],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert run.returncode == 2
+    lines = [l for l in run.stderr.splitlines() if l.startswith("ssamba demo: error:")]
+    assert len(lines) == 1 and "--corpus DIR" in lines[0] and "apt-get" in lines[0]
+    assert "Traceback" not in run.stderr
