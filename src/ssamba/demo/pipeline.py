@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CACHE = Path("~/.cache/ssamba/demo").expanduser()
 ENCODERS = ("ssamba", "ssast")
+MIN_CLIP_SECONDS = 0.03  # shorter clips hold no full 25 ms fbank frame at 16 kHz
 
 
 @dataclass
@@ -208,6 +209,10 @@ def run_demo(out_dir: str | Path = "demo_out", corpus: str | Path | None = None,
     stages = _Stages(say)
 
     corpus_data = stages.run("corpus", lambda: _load_corpus(corpus, cache_dir, say))
+    too_short = [f for f in corpus_data.files if f.duration < MIN_CLIP_SECONDS]
+    if too_short:  # load_audio refuses clips shorter than one fbank frame; the packages have a few clicks
+        say(f"[demo]   {len(too_short)} clips shorter than {MIN_CLIP_SECONDS * 1000:g} ms left out")
+        corpus_data.files = [f for f in corpus_data.files if f.duration >= MIN_CLIP_SECONDS]
     tasks = build_demo_tasks(corpus_data.files, TaskConfig(seed=config.seed, max_per_class=config.max_per_class))
     paths = _pretraining_paths(corpus_data, tasks, config)
     store = stages.run("features", lambda: compute_fbanks(paths, cache_dir, max_seconds=config.max_clip_seconds,
@@ -254,7 +259,7 @@ def run_demo(out_dir: str | Path = "demo_out", corpus: str | Path | None = None,
                    "hours": round(corpus_data.total_duration / 3600, 3), "by_source": corpus_data.by_source(),
                    "packages": [asdict(p) for p in corpus_data.packages],
                    "pretraining_clips": len(paths), "pretraining_frames": store.total_frames,
-                   "probe_clips": len(probe_paths)}
+                   "probe_clips": len(probe_paths), "left_out_too_short": len(too_short)}
     environment = {"python": platform.python_version(), "torch": torch.__version__, "threads": config.threads,
                    "machine": platform.machine(), "cpus": __import__("os").cpu_count()}
     images = stages.run("figures", lambda: make_figures(out, runs, results, tasks, embeddings_for_plot, row_of))

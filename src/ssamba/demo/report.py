@@ -249,7 +249,8 @@ def build_document(config, corpus: dict, tasks: Sequence, runs: dict[str, dict],
     doc.append(("h", 2, "Corpus"))
     doc.append(("p", f"{corpus['files']} files, {corpus['hours']} h, under `{corpus['root']}`; "
                      f"{corpus['pretraining_clips']} clips used for pretraining (each cut to its first "
-                     f"{config.max_clip_seconds:g} s), {corpus['probe_clips']} distinct clips in the probe tasks."))
+                     f"{config.max_clip_seconds:g} s), {corpus['probe_clips']} distinct clips in the probe tasks; "
+                     f"{corpus['left_out_too_short']} clips shorter than 30 ms left out."))
     doc.append(_table(["source", "files", "hours", "mean seconds"],
                       [[k, int(v["files"]), v["hours"], v["mean_seconds"]] for k, v in corpus["by_source"].items()]))
     if corpus["packages"]:
