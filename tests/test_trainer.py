@@ -111,3 +111,36 @@ def test_ssamba_load_reads_a_training_run(tmp_path):
     assert not any(k.startswith(("mask_embed", "cpredlayer", "gpredlayer")) for k in encoder.state_dict())
     for name, value in encoder.state_dict().items():
         assert torch.equal(value, weights["encoder." + name]), name
+
+
+class _TwoGroupTask(nn.Module):
+    """A regression task whose head learns at 3x the base learning rate (like fine-tuning heads)."""
+
+    def __init__(self):
+        super().__init__()
+        self.body, self.head = nn.Linear(4, 4), nn.Linear(4, 1)
+
+    def param_groups(self):
+        return [{"params": list(self.body.parameters()), "lr_scale": 1.0},
+                {"params": list(self.head.parameters()), "lr_scale": 3.0}]
+
+    def forward(self, batch):
+        return {"loss": (self.head(self.body(batch["x"])) - batch["y"]).pow(2).mean()}
+
+
+class _Pairs(torch.utils.data.Dataset):
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, key):
+        index = key[0] if isinstance(key, tuple) else key
+        x = torch.full((4,), float(index))
+        return {"x": x, "y": x.sum(0, keepdim=True)}
+
+
+def test_param_groups_get_their_lr_scale(tmp_path):
+    trainer = Trainer(_TwoGroupTask(), _Pairs(), _cfg(max_steps=3, warmup_steps=0, schedule="constant",
+                                                      lr=1e-3, checkpoint_every=100), tmp_path)
+    trainer.fit()
+    body, head = trainer.optimizer.param_groups
+    assert body["lr"] == pytest.approx(1e-3) and head["lr"] == pytest.approx(3e-3)

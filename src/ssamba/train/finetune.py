@@ -43,7 +43,7 @@ class FinetuneConfig:
     fstride/tstride: patch strides for fine-tuning (10 = overlapping patches, as the paper); the
       pretrained positional embedding is resized to the new grid on load.
     loss: "ce" (softmax cross-entropy) or "bce" (per-class sigmoid, multi-label and Speech Commands).
-    head_lr_mult: the head's LR = lr x head_lr_mult (needs a Trainer that honours `lr_scale`).
+    head_lr_mult: the head's LR = lr x head_lr_mult (the Trainer honours each group's `lr_scale`).
     augment: an AugmentConfig preset name ("esc50", "speechcommands", "audioset", "none") or fields.
     features: FeatureConfig preset; None = the dataset's own.
     folds: test folds to run for k-fold datasets (None = all).
@@ -260,10 +260,6 @@ def finetune(
     from ssamba.train.trainer import Trainer
 
     out_dir = Path(out_dir)
-    head_lr_applied = config.head_lr_mult == 1.0 or getattr(Trainer, "supports_lr_scale", False)
-    if not head_lr_applied:
-        log.warning("finetune.head_lr_mult=%s is NOT applied: this Trainer builds a single parameter group "
-                    "(it needs to use task.param_groups() and each group's lr_scale)", config.head_lr_mult)
     manifest = manifest or read_dataset(config.dataset, data)
     spec = manifest.spec
     if manifest.skipped:
@@ -293,7 +289,7 @@ def finetune(
             m = confusion_matrix(scores, targets, spec.num_classes)
             confusion = m if confusion is None else confusion + m
         log.info("%s %s: %s", spec.name, name, {k: round(v, 4) for k, v in metrics.items()})
-    extra = {"init": str(init) if init else None, "finetune": to_dict(config), "head_lr_mult_applied": head_lr_applied,
+    extra = {"init": str(init) if init else None, "finetune": to_dict(config),
              "skipped_entries": len(manifest.skipped)}
     return write_report(out_dir, spec, per_run, confusion, extra)
 

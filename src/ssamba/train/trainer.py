@@ -289,13 +289,20 @@ class Trainer:
         finally:
             shutdown(self.info)
 
+    def _param_groups(self) -> list[dict]:
+        """The task's ``param_groups()`` (each may carry an ``lr_scale``, e.g. a head at 3x), else one group."""
+        groups = self.task.param_groups() if hasattr(self.task, "param_groups") else [
+            {"params": list(self.task.parameters())}]
+        groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in groups]
+        return [g for g in groups if g["params"]]
+
     def _fit(self, resume: bool) -> dict[str, Any]:
         c, info = self.config, self.info
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._seed_everything()
         self.task.to(info.device)
-        params = [p for p in self.task.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay, betas=tuple(c.betas))
+        self.optimizer = torch.optim.AdamW(self._param_groups(), lr=c.lr, weight_decay=c.weight_decay,
+                                           betas=tuple(c.betas))
         total = self._total_steps()
         self.schedule = LRSchedule(c, total)
         if resume:
@@ -366,7 +373,7 @@ class Trainer:
         c, info = self.config, self.info
         lr = self.schedule.lr(self.step)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         sums: dict[str, torch.Tensor] = {}
         for i, batch in enumerate(micro):
             sync = contextlib.nullcontext()
