@@ -77,3 +77,15 @@ def test_pretraining_from_shards_both_encoders(tmp_path, arch):
     rows = read_metrics(tmp_path / "run" / "metrics.csv")
     assert len(rows) == 3 and all(0 <= r["acc"] <= 1 for r in rows)
     assert (tmp_path / "run" / "checkpoints" / "last" / "model.safetensors").is_file()
+
+
+def test_bundled_recipes_resolve_by_name_and_unknown_names_list_them():
+    from ssamba.errors import ConfigError
+    from ssamba.train.config import load_yaml, resolve_config
+
+    by_name = resolve_config("ssamba_tiny_cpu")
+    assert by_name.parts[-2:] == ("pretrain", "ssamba_tiny_cpu.yaml")
+    assert resolve_config("finetune/esc50").name == "esc50.yaml"
+    assert load_yaml("ssamba_tiny_cpu")["model"]["name"] == "ssamba_tiny"
+    with pytest.raises(ConfigError, match="no_such_recipe.*bundled recipes: .*ssamba_tiny_cpu"):
+        resolve_config("no_such_recipe")

@@ -7,7 +7,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("pretrain", help="self-supervised pretraining (InfoNCE + MSE on masked patches)",
                        description="Pretrain an SSAMBA/SSAST encoder on unlabeled audio. Extra arguments "
                                    "key=value override the config, e.g. train.lr=5e-4 train.max_steps=100.")
-    p.add_argument("--config", help="YAML recipe, e.g. configs/pretrain/ssamba_tiny_cpu.yaml "
+    p.add_argument("--config", help="YAML recipe path or bundled recipe name, e.g. ssamba_tiny_cpu "
                                     "(optional with --resume: the run's saved config is used)")
     p.add_argument("--data", help="audio folder, manifest (.txt/.csv/.json) or folder of WebDataset shards")
     p.add_argument("--out", required=True, help="run directory (metrics.csv, checkpoints/)")

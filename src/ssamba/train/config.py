@@ -101,11 +101,25 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return {k: clean(v) for k, v in dataclasses.asdict(obj).items()}
 
 
+BUILTIN_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def resolve_config(name_or_path: str | Path) -> Path:
+    """A YAML path, or the name of a bundled recipe (``ssamba_tiny_cpu``, ``pretrain/ssamba_tiny_cpu``, ``esc50``)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    stem = path.with_suffix("") if path.suffix in (".yaml", ".yml") else path
+    for candidate in [BUILTIN_CONFIGS / f"{stem}.yaml", *sorted(BUILTIN_CONFIGS.glob(f"*/{stem.name}.yaml"))]:
+        if candidate.is_file():
+            return candidate
+    names = sorted(p.stem for p in BUILTIN_CONFIGS.glob("*/*.yaml"))
+    raise ConfigError(f"{name_or_path}: config file not found (bundled recipes: {', '.join(names)})")
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML config file into a dict; missing or malformed files raise ConfigError."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
+    """Read a YAML config (a path or a bundled recipe name) into a dict; missing or malformed files raise ConfigError."""
+    path = resolve_config(path)
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
