@@ -48,7 +48,7 @@ class DemoConfig:
     with both heads gives twice the steps per minute on a CPU. `max_per_class`: probe items per
     class and split. `pretrain_files`: cap on pretraining clips (None: all)."""
 
-    minutes: float = 7.0
+    minutes: float = 6.0
     seed: int = 0
     depth: int = 6
     crop_frames: int = 200
@@ -59,7 +59,7 @@ class DemoConfig:
     masking: str = "cluster"
     two_pass: bool = False
     max_clip_seconds: float = 10.0
-    max_per_class: int | None = 100
+    max_per_class: int | None = 60
     pretrain_files: int | None = None
     probe_weight_decay: float = 1e-3
     probe_max_iter: int = 150
@@ -69,7 +69,7 @@ class DemoConfig:
     @classmethod
     def quick_preset(cls, **overrides: Any) -> "DemoConfig":
         """Smoke-test sizes: 2-layer encoders, half a minute each, a few hundred clips."""
-        base = dict(minutes=0.4, depth=2, warmup_steps=10, max_per_class=12, pretrain_files=300, probe_max_iter=50,
+        base = dict(minutes=0.3, depth=2, warmup_steps=10, max_per_class=10, pretrain_files=300, probe_max_iter=50,
                     quick=True)
         return cls(**{**base, **overrides})
 
@@ -253,7 +253,9 @@ def run_demo(out_dir: str | Path = "demo_out", corpus: str | Path | None = None,
                                           len(task.classes), probe_config, seed=config.seed))
         return results
 
+    torch.set_num_threads(1)  # L-BFGS on small matrices: a second thread only adds waiting on a busy machine
     results = stages.run("probes", probe_all)
+    torch.set_num_threads(config.threads)
     embeddings_for_plot = {m: features[m] for m in ("log-mel stats", "SSAMBA pretrained")}
     corpus_info = {"root": str(corpus_data.root), "files": len(corpus_data.files),
                    "hours": round(corpus_data.total_duration / 3600, 3), "by_source": corpus_data.by_source(),
