@@ -1,19 +1,23 @@
 """Fused CPU selective scan: numba kernels for forward and backward, wrapped in autograd.
 
 Why: an eager PyTorch scan streams (batch, E, L, N) intermediates through memory and is
-memory-bound; here each (batch, channel) pair runs the whole recurrence with its N-dim state
-in a small local array, so memory is O(batch·E·L) and the work is compute-bound.
+memory-bound; here the recurrence runs with its state in small scratch arrays, so memory is
+O(batch·E·L) and the work is compute-bound (dominated by the L·E·N exponentials).
 
-* Parallel over batch × channels (``prange``); the state loop over N is innermost so LLVM
-  vectorises it (``fastmath``). ``exp`` is our own float32 polynomial built from plain
-  arithmetic and a bit cast, because numba's ``math.exp`` is a scalar libm call that blocks
-  vectorisation (pip's llvmlite has no SVML).
-* Backward recomputes the states: per channel it reruns the forward recurrence into a
-  per-thread (L + 1, N) scratch buffer (states and decays), then runs the reverse recurrence.
-  B and C are shared by the channels of a group, so their gradients are accumulated in one
-  buffer per worker part (no races) and summed afterwards.
+* Layout: channels of one B/C group are taken LANES = 16 at a time, one channel per float32
+  SIMD lane, with the (N, 16) state in scratch: B_t and C_t are then scalars broadcast to all
+  lanes, and the forward needs no horizontal sums. Blocks are split into one contiguous range
+  per worker thread (``prange`` over parts), so batch × channels run in parallel.
+* ``exp`` is our own float32 polynomial built from plain arithmetic and a bit cast, because
+  numba's ``math.exp`` is a scalar libm call that blocks vectorisation (pip's llvmlite has no
+  SVML, so intel-cmplr-lib-rt would not help). Divisions use ``error_model="numpy"`` so that no
+  zero-division branch blocks vectorisation.
+* Backward recomputes the states: a first pass keeps every SEGMENT-th state, then the reverse
+  pass recomputes one segment at a time into stack scratch and runs the reverse recurrence.
+  B and C are shared by a group's channels, so their gradients are summed over lanes and
+  accumulated in one buffer per worker part (no races), summed over parts afterwards.
 * Kernels take float32 only (one signature each, cached on disk with ``cache=True``,
-  compiled lazily on first call); callers cast.
+  compiled lazily on first call); callers cast and get their dtype back.
 """
 
 from __future__ import annotations
