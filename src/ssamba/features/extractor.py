@@ -24,7 +24,7 @@ import torch
 
 from ssamba.audio import load_audio
 from ssamba.errors import AudioError, ConfigError
-from ssamba.features.fbank import kaldi_fbank_batch
+from ssamba.features.fbank import as_float_tensor, kaldi_fbank_batch
 
 # Normalisation statistics and input lengths from the SSAMBA/SSAST recipes.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -99,7 +99,7 @@ class FeatureExtractor:
 
     def __call__(self, waveform: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Normalised fbank ``(frames, bins)`` of one mono waveform ``(samples,)``."""
-        wave = _as_wave(waveform, "waveform")
+        wave = as_float_tensor(waveform, "waveform")
         if wave.dim() != 1:
             raise AudioError(f"waveform: expected a 1-D mono waveform, got shape {tuple(wave.shape)}")
         return self.normalize(self.fbank(wave[None])[0])
@@ -111,11 +111,11 @@ class FeatureExtractor:
         cropped); with ``target_length=None`` they must all have the same length.
         """
         if isinstance(waveforms, (torch.Tensor, np.ndarray)):
-            waves = _as_wave(waveforms, "waveforms")
+            waves = as_float_tensor(waveforms, "waveforms")
             if waves.dim() != 2:
                 raise AudioError(f"waveforms: expected shape (batch, samples), got {tuple(waves.shape)}")
             return self.normalize(self.fbank(waves))
-        items = [_as_wave(w, f"waveforms[{i}]") for i, w in enumerate(waveforms)]
+        items = [as_float_tensor(w, f"waveforms[{i}]") for i, w in enumerate(waveforms)]
         if not items:
             raise AudioError("waveforms: empty list")
         lengths = {w.shape[-1] for w in items}
@@ -163,13 +163,3 @@ def pad_or_crop(fbank: torch.Tensor, target_length: int | None) -> torch.Tensor:
     if frames < target_length:
         return torch.nn.functional.pad(fbank, (0, 0, 0, target_length - frames))
     return fbank
-
-
-def _as_wave(x: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
-    if isinstance(x, np.ndarray):
-        x = torch.from_numpy(x)
-    if not isinstance(x, torch.Tensor):
-        raise AudioError(f"{name}: expected a torch tensor or numpy array, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise AudioError(f"{name}: expected floating-point samples, got {x.dtype}")
-    return x

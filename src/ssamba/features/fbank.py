@@ -71,7 +71,7 @@ def kaldi_fbank(
     Options mirror ``torchaudio.compliance.kaldi.fbank`` (``window`` is its
     ``window_type``, ``preemphasis`` its ``preemphasis_coefficient``).
     """
-    waves = _as_float_tensor(waveform, "waveform")
+    waves = as_float_tensor(waveform, "waveform")
     if waves.dim() == 2 and waves.shape[0] == 1:
         waves = waves[0]
     if waves.dim() != 1:
@@ -88,7 +88,7 @@ def kaldi_fbank_batch(waves: torch.Tensor | np.ndarray, **options: Any) -> torch
     Takes the same keyword options as :func:`kaldi_fbank` and gives the same result as
     calling it on each row (dither aside, which draws different noise), in one pass.
     """
-    waves = _as_float_tensor(waves, "waves")
+    waves = as_float_tensor(waves, "waves")
     if waves.dim() != 2 or waves.shape[0] == 0:
         raise AudioError(f"waves: expected shape (batch, samples) with batch >= 1, got {tuple(waves.shape)}")
     unknown = set(options) - set(_DEFAULTS)
@@ -297,7 +297,8 @@ def _mel_banks(num_bins: int, fft_size: int, sample_rate: float, low_freq: float
     return weights.T.contiguous().to(device=device, dtype=dtype)
 
 
-def _as_float_tensor(x: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
+def as_float_tensor(x: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
+    """A float tensor view of ``x`` (numpy or torch); anything else is an AudioError naming ``name``."""
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(x)
     if not isinstance(x, torch.Tensor):
