@@ -4,7 +4,6 @@ filters and caps work, drum names map as documented, and the synthetic tasks are
 from __future__ import annotations
 
 import random
-from collections import Counter
 from pathlib import Path
 
 import numpy as np

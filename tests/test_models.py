@@ -141,7 +141,7 @@ def test_mask_replaces_patch_embeddings_before_positions():
 
 def _mixer_by_hand(m: BiMamba, h: torch.Tensor) -> torch.Tensor:
     """The v2 mixer written out per direction with two reference-scan calls (facts sheet, step 5)."""
-    E, R, N, L = m.d_inner, m.dt_rank, m.d_state, h.shape[1]
+    R, N, L = m.dt_rank, m.d_state, h.shape[1]
     x, z = m.in_proj(h).transpose(1, 2).chunk(2, dim=1)
 
     def branch(xs, zs, conv, x_proj, dt_proj, A_log, D):

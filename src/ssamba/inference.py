@@ -25,7 +25,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from ssamba.audio import load_audio
+from ssamba.audio import list_audio_files, load_audio
 from ssamba.errors import AudioError, ConfigError
 from ssamba.features import FeatureConfig, FeatureExtractor
 
@@ -196,17 +196,13 @@ def embed(sources: Iterable, model, sample_rate: int | None = None, timestamps: 
     return embedder.scene(waves).numpy()
 
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au")
-
-
 def find_audio_files(inputs: Iterable[str | Path]) -> list[Path]:
     """Files given directly, plus audio files found recursively in given directories, sorted."""
     files: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*")
-                                if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS))
+            files.extend(list_audio_files(path))
         elif path.exists():
             files.append(path)
         else:

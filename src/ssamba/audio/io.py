@@ -31,6 +31,14 @@ from ssamba.errors import AudioError
 
 AudioSource = Union[str, os.PathLike, np.ndarray, torch.Tensor]
 
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au")
+
+
+def list_audio_files(directory: str | os.PathLike) -> list[Path]:
+    """Audio files under ``directory`` (recursive, by extension, hidden files ignored), sorted by path."""
+    return sorted(p for p in Path(directory).rglob("*")
+                  if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith("."))
+
 #: The shortest clip accepted: one Kaldi analysis frame of this many milliseconds.
 MIN_FRAME_MS = 25.0
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from ssamba.audio.io import AUDIO_EXTENSIONS, list_audio_files
 from ssamba.errors import DataError
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aif", ".aiff")
 FRAME_SHIFT = 160   # samples per fbank frame at 16 kHz (10 ms)
 FRAME_LENGTH = 400  # samples per fbank window (25 ms)
 
@@ -31,7 +31,7 @@ def list_audio(source: str | Path) -> list[Path]:
     """
     source = Path(source)
     if source.is_dir():
-        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+        files = list_audio_files(source)
         if not files:
             raise DataError(f"{source}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) found")
         return files

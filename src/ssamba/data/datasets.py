@@ -25,7 +25,6 @@ import torch
 from torch.utils.data import Dataset
 
 from ssamba.data.manifests import (
-    AUDIO_EXTENSIONS,
     AudioItem,
     DatasetSpec,
     Manifest,

@@ -33,12 +33,12 @@ import numpy as np
 import soundfile as sf
 
 from ssamba.data.demo_tasks import derive_labels, read_drumkit_xml
+from ssamba.audio.io import AUDIO_EXTENSIONS, list_audio_files
 from ssamba.errors import DataError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PACKAGES = ("hedgewars-data", "hydrogen-drumkits", "tuxpaint-stamps-default", "sonic-pi-samples")
-AUDIO_EXTENSIONS = (".ogg", ".wav", ".flac", ".aiff", ".aif", ".mp3")
 KEEP_EXTRA = ("drumkit.xml",)  # non-audio files kept after unpacking (instrument names)
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -128,9 +128,7 @@ def _scan_audio(root: Path, subdir: Path, source: str) -> list[CorpusFile]:
     are left out, unreadable ones raise DataError naming the file."""
     kits: dict[Path, dict[str, str]] = {}
     files = []
-    for path in sorted(p for p in subdir.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS):
-        if path.name.startswith("."):
-            continue
+    for path in list_audio_files(subdir):
         try:
             info = sf.info(str(path))
         except Exception as err:  # soundfile raises RuntimeError/LibsndfileError/TypeError

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from ssamba.audio.io import AUDIO_EXTENSIONS, list_audio_files
 from ssamba.errors import DataError
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 SPLITS = ("train", "valid", "test")
 
 
@@ -122,13 +122,7 @@ def require_file(path: Path, what: str) -> Path:
     return path
 
 
-def audio_files(directory: Path) -> list[Path]:
-    """Audio files under `directory` (recursive, sorted, hidden files ignored)."""
-    return sorted(
-        p
-        for p in Path(directory).rglob("*")
-        if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith(".")
-    )
+audio_files = list_audio_files
 
 
 # ----------------------------------------------------------------------------- folder per label

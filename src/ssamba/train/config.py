@@ -8,7 +8,7 @@ as YAML scalars, so ``true``, ``1e-4`` and ``[0.9, 0.99]`` work as expected.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 

@@ -54,7 +54,6 @@ def pick_device(preference: str = "auto", local_rank: int = 0) -> torch.device:
 def init_distributed(device_preference: str = "auto") -> DistInfo:
     """Join the torchrun process group when launched by torchrun; otherwise a single-process DistInfo."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = pick_device(device_preference, local_rank)
     if world <= 1:
