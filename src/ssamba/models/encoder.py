@@ -145,9 +145,10 @@ class SSAMBA(AudioEncoder):
         hidden, residual = tokens, None
         for i in range(0, len(self.layers), 2):
             hidden_f, residual_f = self.layers[i](hidden, residual)
-            hidden_b, residual_b = self.layers[i + 1](hidden.flip(1), None if residual is None else residual.flip(1))
-            hidden = hidden_f + hidden_b.flip(1)
-            residual = residual_f + residual_b.flip(1)
+            # the official flip -> layer -> flip back, computed by the layer in reverse (no copies)
+            hidden_b, residual_b = self.layers[i + 1](hidden, residual, reverse=True)
+            hidden = hidden_f + hidden_b
+            residual = residual_f + residual_b
         residual = residual + self.drop_path(hidden)
         hidden = self.norm_f(residual.to(self.norm_f.weight.dtype))
         return self.norm_f(hidden)

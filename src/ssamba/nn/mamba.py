@@ -12,6 +12,9 @@ The SiLU(z) gate is applied after the backward output is flipped back (the same 
 computed once). Both directions run in ONE ``selective_scan`` call: they are stacked along the channel axis
 (2E channels, A/D/delta_bias concatenated) with B and C as two groups, which is exactly the
 grouped-B/C semantics of the scan, so nothing about the maths changes.
+Without autograd on CPU the mixer instead runs the fused inference kernels of
+``ssamba.nn.bimamba_fused`` (same maths, no flips or copies). ``reverse=True`` computes
+``flip(mixer(flip(h)))`` (the odd layer of a Vim layer pair) with no flip on the fast path.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssamba.nn.droppath import DropPath
-from ssamba.nn.scan import selective_scan
+from ssamba.nn.scan import _fused_max_state, resolve_backend, selective_scan
 
 
 def _init_dt_proj(dt_proj: nn.Linear, dt_rank: int, dt_min: float = 1e-3, dt_max: float = 0.1,
@@ -77,8 +80,29 @@ class BiMamba(nn.Module):
         with torch.no_grad():
             self.out_proj.weight /= math.sqrt(num_layers)
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        """(B, L, D) -> (B, L, D)."""
+    def _can_run_inference_kernel(self, hidden: torch.Tensor) -> bool:
+        """True when no gradient is needed and the fused CPU kernels apply (float32, numba scan)."""
+        needs_grad = torch.is_grad_enabled() and (
+            hidden.requires_grad or any(p.requires_grad for p in self.parameters()))
+        return (not needs_grad and hidden.device.type == "cpu" and hidden.dtype == torch.float32
+                and self.A_log.dtype == torch.float32 and self.d_state <= _fused_max_state()
+                and resolve_backend(hidden, self.scan_backend) == "fused")
+
+    def forward(self, hidden: torch.Tensor, reverse: bool = False) -> torch.Tensor:
+        """(B, L, D) -> (B, L, D); ``reverse=True`` returns ``flip(self(flip(hidden)))``.
+
+        Without autograd on CPU this runs the fused inference kernels (``bimamba_fused``), which
+        need no flips at all; otherwise the differentiable path below.
+        """
+        if self._can_run_inference_kernel(hidden):
+            from ssamba.nn.bimamba_fused import bimamba_inference
+            return bimamba_inference(self, hidden, reverse)
+        if reverse:
+            return self._forward_autograd(hidden.flip(1)).flip(1)
+        return self._forward_autograd(hidden)
+
+    def _forward_autograd(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(B, L, D) -> (B, L, D), differentiable with every scan backend."""
         batch, length, _ = hidden.shape
         E, R, N = self.d_inner, self.dt_rank, self.d_state
         xz = self.in_proj(hidden).transpose(1, 2)                  # (B, 2E, L)
@@ -123,8 +147,9 @@ class MambaBlock(nn.Module):
         self.norm = nn.LayerNorm(d_model, eps=norm_eps)
         self.drop_path = DropPath(drop_path)
 
-    def forward(self, hidden: torch.Tensor, residual: torch.Tensor | None = None
+    def forward(self, hidden: torch.Tensor, residual: torch.Tensor | None = None, reverse: bool = False
                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``reverse=True`` equals flipping hidden and residual before and both outputs after."""
         residual = hidden if residual is None else residual + self.drop_path(hidden)
-        hidden = self.mixer(self.norm(residual.to(self.norm.weight.dtype)))
+        hidden = self.mixer(self.norm(residual.to(self.norm.weight.dtype)), reverse=reverse)
         return hidden, residual

@@ -1,0 +1,166 @@
+"""Inference-only fused CPU path of the bidirectional Mamba mixer (no autograd, no flips, no copies).
+
+Why: at short lengths the eager mixer spent more time flipping, concatenating and transposing
+(B, E, L) tensors than scanning. Here everything stays in the time-major (batch·L, channels)
+layout that ``in_proj`` produces and ``out_proj`` consumes, and the backward direction is read
+in reverse instead of flipped:
+
+* ``_conv_silu_kernel``: depthwise conv1d + SiLU for both directions at once. The backward
+  direction's causal conv on the flipped sequence is, in original time order, the anti-causal
+  conv ``sum_k w[k] · x[t + K-1-k]``, so its output is stored unflipped.
+* ``x_proj``/``dt_proj`` are per-token matmuls, so they do not care about time order (one
+  batched matmul for both directions).
+* ``_biscan_kernel``: the selective scan of both directions for one block of LANES channels,
+  the forward direction from t=0 up and the backward one from t=L-1 down, summed, plus the
+  D skip, times SiLU(z), halved, written straight into the (batch·L, E) input of ``out_proj``.
+
+``reverse=True`` computes ``flip(mixer(flip(h)))`` (the odd layer of a Vim layer pair) without
+any flip: it is the same mixer with the roles of the two directions' parameters exchanged.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import torch
+from numba import njit, prange
+
+from ssamba.nn.scan_fused import (LANES, _LAUNCH_LOCK, _ONE, _ZERO, _exp32, _sigmoid32,
+                                  _softplus32)
+
+_F = np.float32
+_HALF = _F(0.5)
+
+
+@njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
+def _conv_silu_kernel(x, weight, bias, out, L, parts):
+    """u[d, row] = SiLU(bias[d] + depthwise conv of x), causal for d=0, anti-causal for d=1.
+
+    x: (batch·L, >=E) rows (only the first E columns are read);
+    weight: (2, K, E) (tap-major, so the channel loop is contiguous);
+    bias: (2, E); out: (2, batch·L, E). Rows of different clips never mix. The 2·batch·L
+    output rows are split into ``parts`` contiguous ranges, one per worker.
+    """
+    rows = x.shape[0]
+    E = out.shape[2]
+    K = weight.shape[1]
+    items = 2 * rows
+    per_part = (items + parts - 1) // parts
+    for p in prange(parts):
+        acc = np.empty(E, dtype=np.float32)
+        for item in range(p * per_part, min(items, (p + 1) * per_part)):
+            d = item // rows
+            row = item - d * rows
+            t = row % L
+            for e in range(E):
+                acc[e] = bias[d, e]
+            for k in range(K):
+                # causal: x[t - (K-1) + k]; anti-causal (flipped direction, unflipped time): x[t + K-1 - k]
+                shift = k - (K - 1) if d == 0 else K - 1 - k
+                if 0 <= t + shift < L:
+                    src = row + shift
+                    for e in range(E):
+                        acc[e] += weight[d, k, e] * x[src, e]
+            for e in range(E):
+                a = acc[e]
+                out[d, row, e] = a * _sigmoid32(a)
+
+
+@njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
+def _biscan_kernel(u, delta, xdbl, A, D, bias, z, out, L, R, parts):
+    """out = (y_fwd + y_bwd + D·u terms) · SiLU(z) / 2 for both scan directions, time-major.
+
+    u, delta: (2, batch·L, E); xdbl: (2, batch·L, R + 2N) with B at columns R.., C at R+N..;
+    A: (2, E, N); D, bias: (2, E) (delta gets softplus(delta + bias)); z: (batch·L, E) view;
+    out: (batch·L, E). Direction 0 runs t = 0..L-1, direction 1 runs t = L-1..0.
+    """
+    rows, E = out.shape
+    N = A.shape[2]
+    batch = rows // L
+    blocks_per_clip = (E + LANES - 1) // LANES
+    blocks = batch * blocks_per_clip
+    per_part = (blocks + parts - 1) // parts
+    for p in prange(parts):
+        dts = np.empty((L, LANES), dtype=np.float32)
+        dtus = np.empty((L, LANES), dtype=np.float32)
+        ys = np.empty((L, LANES), dtype=np.float32)
+        rates = np.empty((N, LANES), dtype=np.float32)
+        h = np.empty((N, LANES), dtype=np.float32)
+        for block in range(p * per_part, min(blocks, (p + 1) * per_part)):
+            b = block // blocks_per_clip
+            e0 = (block - b * blocks_per_clip) * LANES
+            width = min(LANES, E - e0)
+            row0 = b * L
+            for t in range(L):
+                for j in range(LANES):
+                    ys[t, j] = _ZERO
+            for d in range(2):
+                for t in range(L):
+                    row = row0 + t
+                    for j in range(LANES):
+                        if j < width:
+                            ut = u[d, row, e0 + j]
+                            dt = _softplus32(delta[d, row, e0 + j] + bias[d, e0 + j])
+                            dts[t, j] = dt
+                            dtus[t, j] = dt * ut
+                            ys[t, j] += D[d, e0 + j] * ut
+                        else:
+                            dts[t, j] = _ZERO
+                            dtus[t, j] = _ZERO
+                for n in range(N):
+                    for j in range(LANES):
+                        rates[n, j] = A[d, e0 + j, n] if j < width else _ZERO
+                        h[n, j] = _ZERO
+                for step in range(L):
+                    t = step if d == 0 else L - 1 - step
+                    row = row0 + t
+                    for n in range(N):
+                        b_tn = xdbl[d, row, R + n]
+                        c_tn = xdbl[d, row, R + N + n]
+                        for j in range(LANES):
+                            hn = _exp32(dts[t, j] * rates[n, j]) * h[n, j] + dtus[t, j] * b_tn
+                            h[n, j] = hn
+                            ys[t, j] += hn * c_tn
+            for t in range(L):
+                row = row0 + t
+                for j in range(width):
+                    zt = z[row, e0 + j]
+                    out[row, e0 + j] = ys[t, j] * zt * _sigmoid32(zt) * _HALF
+
+
+def _direction_params(mixer, reverse: bool) -> dict[str, torch.Tensor]:
+    """Per-direction parameters stacked as [runs forward in time, runs backward in time]."""
+    fwd = dict(conv_w=mixer.conv1d.weight[:, 0].t(), conv_b=mixer.conv1d.bias, x_w=mixer.x_proj.weight.t(),
+               dt_w=mixer.dt_proj.weight.t(), dt_b=mixer.dt_proj.bias, A=-torch.exp(mixer.A_log), D=mixer.D)
+    bwd = dict(conv_w=mixer.conv1d_b.weight[:, 0].t(), conv_b=mixer.conv1d_b.bias, x_w=mixer.x_proj_b.weight.t(),
+               dt_w=mixer.dt_proj_b.weight.t(), dt_b=mixer.dt_proj_b.bias, A=-torch.exp(mixer.A_b_log),
+               D=mixer.D_b)
+    first, second = (bwd, fwd) if reverse else (fwd, bwd)
+    return {key: torch.stack([first[key], second[key]]).contiguous() for key in fwd}
+
+
+def bimamba_inference(mixer, hidden: torch.Tensor, reverse: bool = False) -> torch.Tensor:
+    """The mixer's output (batch, L, D) for float32 CPU ``hidden`` without autograd.
+
+    ``reverse=True`` gives ``flip(mixer(flip(hidden)))`` without flipping anything.
+    """
+    batch, length, _ = hidden.shape
+    E, R = mixer.d_inner, mixer.dt_rank
+    rows = batch * length
+    with torch.no_grad():
+        params = _direction_params(mixer, reverse)
+        xz = torch.matmul(hidden.reshape(rows, -1), mixer.in_proj.weight.t())    # (rows, 2E)
+        u = xz.new_empty(2, rows, E)
+        parts = max(1, min(numba.get_num_threads(), batch * ((E + LANES - 1) // LANES)))  # scan work items
+        xz_np = xz.numpy()
+        with _LAUNCH_LOCK:
+            _conv_silu_kernel(xz_np, params["conv_w"].numpy(), params["conv_b"].numpy(),
+                              u.numpy(), length, parts)
+        x_dbl = torch.bmm(u, params["x_w"])                                                # (2, rows, R+2N)
+        delta = torch.bmm(x_dbl[..., :R], params["dt_w"])                                  # (2, rows, E)
+        y = xz.new_empty(rows, E)
+        with _LAUNCH_LOCK:
+            _biscan_kernel(u.numpy(), delta.numpy(), x_dbl.numpy(), params["A"].numpy(),
+                           params["D"].numpy(), params["dt_b"].numpy(),
+                           xz_np[:, E:], y.numpy(), length, R, parts)
+        return torch.matmul(y, mixer.out_proj.weight.t()).view(batch, length, -1)

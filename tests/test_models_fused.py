@@ -1,0 +1,76 @@
+"""Fused inference path of the bidirectional mixer (``ssamba.nn.bimamba_fused``) against the eager one."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import ssamba
+from ssamba.nn import bimamba_fused
+from ssamba.nn.mamba import BiMamba
+
+torch.set_num_threads(1)
+
+
+def _mixer(d_model: int, d_conv: int = 4, seed: int = 0) -> BiMamba:
+    torch.manual_seed(seed)
+    mixer = BiMamba(d_model, d_state=16, d_conv=d_conv, num_layers=4, scan_backend="ref")
+    with torch.no_grad():   # non-trivial parameters, different in the two directions
+        for p in mixer.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return mixer
+
+
+@pytest.mark.parametrize("d_model,d_conv,length", [(20, 4, 1), (20, 4, 3), (24, 3, 37), (32, 4, 130)])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_inference_kernel_matches_reference_mixer(d_model, d_conv, length, reverse):
+    mixer = _mixer(d_model, d_conv)
+    hidden = torch.randn(2, length, d_model)
+    with torch.no_grad():
+        if reverse:
+            expected = mixer._forward_autograd(hidden.flip(1)).flip(1)
+        else:
+            expected = mixer._forward_autograd(hidden)          # the "ref" sequential scan
+        got = bimamba_fused.bimamba_inference(mixer, hidden, reverse)
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_reverse_is_the_flipped_mixer_and_differs_from_forward():
+    mixer = _mixer(32)
+    hidden = torch.randn(1, 50, 32)
+    with torch.no_grad():
+        forward = bimamba_fused.bimamba_inference(mixer, hidden)
+        reverse = bimamba_fused.bimamba_inference(mixer, hidden, reverse=True)
+        flipped = bimamba_fused.bimamba_inference(mixer, hidden.flip(1)).flip(1)
+    torch.testing.assert_close(reverse, flipped, atol=1e-5, rtol=1e-5)
+    assert (forward - reverse).abs().max() > 1e-3
+
+
+def test_dispatch_uses_kernel_only_without_autograd(monkeypatch):
+    calls = []
+    real = bimamba_fused.bimamba_inference
+    monkeypatch.setattr(bimamba_fused, "bimamba_inference", lambda *a: calls.append(1) or real(*a))
+    mixer = BiMamba(32, scan_backend="fused")
+    hidden = torch.randn(1, 10, 32)
+    with torch.no_grad():
+        fast = mixer(hidden)
+    assert calls == [1]
+    slow = mixer(hidden)
+    assert calls == [1] and slow.requires_grad
+    torch.testing.assert_close(fast, slow.detach(), atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        BiMamba(32, scan_backend="chunked")(hidden)
+    assert calls == [1]     # another scan backend was asked for: the eager path runs
+
+
+@pytest.mark.parametrize("frames", [16, 64])
+def test_encoder_no_grad_equals_autograd_forward(frames):
+    torch.manual_seed(1)
+    model = ssamba.create_model("ssamba_tiny", depth=4).eval()
+    fbank = torch.randn(2, frames, 128)
+    with torch.no_grad():
+        fast = model.forward_features(fbank)
+    slow = model.forward_features(fbank)
+    assert slow.requires_grad
+    torch.testing.assert_close(fast, slow.detach(), atol=5e-5, rtol=1e-4)
