@@ -9,6 +9,8 @@ clips of the same kind, not with another split of the groups.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -61,3 +63,19 @@ def probe_task(task: str, method: str, train_x: np.ndarray, train_y: np.ndarray,
     low, high = bootstrap_ci(correct, seed=seed)
     return ProbeResult(task, method, float(correct.mean()), low, high, float(metrics.get("macro_f1", float("nan"))),
                        int(train_x.shape[1]), predictions, np.asarray(test_y))
+
+
+def probe_tasks(tasks: Sequence, features: dict[str, np.ndarray], row_of: dict[Path, int],
+                config: ProbeConfig | None = None, seed: int = 0) -> list[ProbeResult]:
+    """Every (task, feature set) probe. `features[method]` holds one row per clip; `row_of` maps a
+    clip's resolved path to its row; tasks are `ssamba.data.demo_tasks.DemoTask`s."""
+    results = []
+    for task in tasks:
+        index = {c: i for i, c in enumerate(task.classes)}
+        (tr_rows, tr_y), (te_rows, te_y) = (
+            (np.array([row_of[i.path.resolve()] for i in items]), np.array([index[i.label] for i in items]))
+            for items in (task.train_items, task.test_items))
+        for method, x in features.items():
+            results.append(probe_task(task.name, method, x[tr_rows], tr_y, x[te_rows], te_y, len(task.classes),
+                                      config, seed=seed))
+    return results

@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 import platform
 import random
 import sys
@@ -193,7 +194,7 @@ def run_demo(out_dir: str | Path = "demo_out", corpus: str | Path | None = None,
     import ssamba
     from ssamba.data.demo_tasks import TaskConfig, build_demo_tasks
     from ssamba.demo.embeddings import encoder_embeddings, logmel_statistics
-    from ssamba.demo.evaluate import probe_task
+    from ssamba.demo.evaluate import probe_tasks
     from ssamba.demo.features import compute_fbanks
     from ssamba.demo.report import make_figures, write_report
     from ssamba.train.probe import ProbeConfig
@@ -240,21 +241,8 @@ def run_demo(out_dir: str | Path = "demo_out", corpus: str | Path | None = None,
 
     row_of = {p: i for i, p in enumerate(probe_paths)}
     probe_config = ProbeConfig(weight_decay=config.probe_weight_decay, max_iter=config.probe_max_iter)
-
-    def probe_all():
-        results = []
-        for task in tasks:
-            index = {c: i for i, c in enumerate(task.classes)}
-            split = {s: (np.array([row_of[i.path.resolve()] for i in items]), np.array([index[i.label] for i in items]))
-                     for s, items in (("train", task.train_items), ("test", task.test_items))}
-            for method, x in features.items():
-                (tr_rows, tr_y), (te_rows, te_y) = split["train"], split["test"]
-                results.append(probe_task(task.name, method, x[tr_rows], tr_y, x[te_rows], te_y,
-                                          len(task.classes), probe_config, seed=config.seed))
-        return results
-
     torch.set_num_threads(1)  # L-BFGS on small matrices: a second thread only adds waiting on a busy machine
-    results = stages.run("probes", probe_all)
+    results = stages.run("probes", lambda: probe_tasks(tasks, features, row_of, probe_config, config.seed))
     torch.set_num_threads(config.threads)
     embeddings_for_plot = {m: features[m] for m in ("log-mel stats", "SSAMBA pretrained")}
     corpus_info = {"root": str(corpus_data.root), "files": len(corpus_data.files),
@@ -263,7 +251,7 @@ def run_demo(out_dir: str | Path = "demo_out", corpus: str | Path | None = None,
                    "pretraining_clips": len(paths), "pretraining_frames": store.total_frames,
                    "probe_clips": len(probe_paths), "left_out_too_short": len(too_short)}
     environment = {"python": platform.python_version(), "torch": torch.__version__, "threads": config.threads,
-                   "machine": platform.machine(), "cpus": __import__("os").cpu_count()}
+                   "machine": platform.machine(), "cpus": os.cpu_count()}
     images = stages.run("figures", lambda: make_figures(out, runs, results, tasks, embeddings_for_plot, row_of))
     stages.seconds["total"] = stages.total()
     report = write_report(out, config=config, corpus=corpus_info, tasks=tasks, runs=runs, results=results,
