@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from ssamba.nn.scan_fused import (LANES, _LAUNCH_LOCK, _ONE, _ZERO, _exp32, _sigmoid32,
+from ssamba.nn.scan_fused import (LANES, _LAUNCH_LOCK, _LOG2E, _ZERO, _exp2_32, _sigmoid32,
                                   _softplus32)
 
 _F = np.float32
@@ -109,7 +109,7 @@ def _biscan_kernel(u, delta, xdbl, A, D, bias, z, out, L, R, parts):
                             dtus[t, j] = _ZERO
                 for n in range(N):
                     for j in range(LANES):
-                        rates[n, j] = A[d, e0 + j, n] if j < width else _ZERO
+                        rates[n, j] = A[d, e0 + j, n] * _LOG2E if j < width else _ZERO  # 2^(dt·A·log2 e)
                         h[n, j] = _ZERO
                 for step in range(L):
                     t = step if d == 0 else L - 1 - step
@@ -118,7 +118,7 @@ def _biscan_kernel(u, delta, xdbl, A, D, bias, z, out, L, R, parts):
                         b_tn = xdbl[d, row, R + n]
                         c_tn = xdbl[d, row, R + N + n]
                         for j in range(LANES):
-                            hn = _exp32(dts[t, j] * rates[n, j]) * h[n, j] + dtus[t, j] * b_tn
+                            hn = _exp2_32(dts[t, j] * rates[n, j]) * h[n, j] + dtus[t, j] * b_tn
                             h[n, j] = hn
                             ys[t, j] += hn * c_tn
             for t in range(L):
