@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssamba.nn.droppath import DropPath
-from ssamba.nn.scan import _fused_max_state, resolve_backend, selective_scan
+from ssamba.nn.scan import _fused_max_state, _numba_works, resolve_backend, selective_scan
 
 
 def _init_dt_proj(dt_proj: nn.Linear, dt_rank: int, dt_min: float = 1e-3, dt_max: float = 0.1,
@@ -111,7 +111,12 @@ class BiMamba(nn.Module):
         u = torch.cat([x, x.flip(-1)], dim=1)                      # (B, 2E, L)
         conv_w = torch.cat([self.conv1d.weight, self.conv1d_b.weight], dim=0)
         conv_b = torch.cat([self.conv1d.bias, self.conv1d_b.bias], dim=0)
-        u = F.silu(F.conv1d(u, conv_w, conv_b, padding=self.d_conv - 1, groups=2 * E)[..., :length])
+        if u.device.type == "cpu" and u.dtype == torch.float32 and _numba_works():
+            # oneDNN's depthwise conv backward is very slow on CPU; this numba kernel is not
+            from ssamba.nn.conv_fused import causal_conv1d_silu
+            u = causal_conv1d_silu(u, conv_w[:, 0], conv_b)
+        else:
+            u = F.silu(F.conv1d(u, conv_w, conv_b, padding=self.d_conv - 1, groups=2 * E)[..., :length])
 
         # per-direction projections as one batched matmul: (2, B*L, E) @ (2, E, R+2N)
         u_rows = u.view(batch, 2, E, length).permute(1, 0, 3, 2).reshape(2, batch * length, E)
