@@ -14,8 +14,9 @@ O(batch·E·L) and the work is compute-bound (dominated by the L·E·N exponenti
   numba's ``math.exp`` is a scalar libm call that blocks vectorisation (pip's llvmlite has no
   SVML, so intel-cmplr-lib-rt would not help). Divisions use ``error_model="numpy"`` so that no
   zero-division branch blocks vectorisation.
-* Backward recomputes the states: a first pass keeps every SEGMENT-th state, then the reverse
-  pass recomputes one segment at a time into stack scratch and runs the reverse recurrence.
+* Backward recomputes the states: the forward kernel keeps every SEGMENT-th state (L/SEGMENT·N
+  floats per channel), then the reverse pass recomputes one segment at a time into stack
+  scratch and runs the reverse recurrence.
   B and C are shared by a group's channels, so their gradients are summed over lanes and
   accumulated in one buffer per worker part (no races), summed over parts afterwards.
 * Kernels take float32 only (one signature each, cached on disk with ``cache=True``,
@@ -229,11 +230,12 @@ def _block_geometry(block, E, G, blocks_per_group):
 
 
 @njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
-def _forward_kernel(u, delta, A, Bt, Ct, D, z, bias, out, last, E, G, softplus, has_z, parts):
+def _forward_kernel(u, delta, A, Bt, Ct, D, z, bias, out, last, ckpt, E, G, softplus, has_z, parts):
     """One fused forward pass over all channels.
 
     u, delta, z, out: (batch·E, L); A: (E, N); Bt, Ct: (batch·G·L, N), time-major; D, bias: (E,);
-    last: (batch·E, N) receives the final state. Channels of one B/C group are processed in
+    last: (batch·E, N) receives the final state; ckpt: (batch·E, ceil(L / SEGMENT), N) receives
+    the state before every SEGMENT-th step (the backward starts from these). Channels of one B/C group are processed in
     blocks of LANES, one channel per SIMD lane (B_t and C_t are then scalars broadcast to all
     lanes, and no horizontal sums are needed); the blocks are split into ``parts`` contiguous
     ranges, one per worker, each with its own scratch.
@@ -259,6 +261,11 @@ def _forward_kernel(u, delta, A, Bt, Ct, D, z, bias, out, last, E, G, softplus, 
                     rates[n, j] *= _LOG2E        # decay = 2^(dt · A · log2 e)
                     h[n, j] = _ZERO
             for t in range(L):
+                if t % SEGMENT == 0:
+                    k = t // SEGMENT
+                    for j in range(width):
+                        for n in range(N):
+                            ckpt[ch0 + j, k, n] = h[n, j]
                 for j in range(LANES):
                     ys[t, j] = _ZERO
                 for n in range(N):
@@ -283,7 +290,7 @@ def _forward_kernel(u, delta, A, Bt, Ct, D, z, bias, out, last, E, G, softplus, 
 
 
 @njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
-def _backward_kernel(u, delta, A, Bt, Ct, D, z, bias, dout, dlast,
+def _backward_kernel(u, delta, A, Bt, Ct, D, z, bias, ckpt, dout, dlast,
                      du, ddelta, dz, dA_ch, dD_ch, dbias_ch, dBt_part, dCt_part,
                      E, G, softplus, has_z, parts):
     """Gradients for the layout of ``_forward_kernel`` (same blocks of LANES channels).
@@ -291,8 +298,9 @@ def _backward_kernel(u, delta, A, Bt, Ct, D, z, bias, dout, dlast,
     Per-channel outputs: du, ddelta, dz (batch·E, L); dA_ch (batch·E, N), dD_ch, dbias_ch (batch·E,),
     summed over batch by the caller. dBt_part, dCt_part (parts, batch·G·L, N): one accumulator
     per worker part (B and C are shared by a group's channels), summed over parts by the caller.
-    States are recomputed: a first pass keeps every SEGMENT-th state; the reverse pass then
-    recomputes one segment at a time into a small buffer that stays in cache.
+    States are recomputed: from the forward kernel's every-SEGMENT-th states (``ckpt``), the
+    reverse pass recomputes one segment at a time into a small buffer that stays in cache. A
+    full forward pass (for y before the gate) runs only when there is a gate z.
     """
     channels, L = u.shape
     N = A.shape[1]
@@ -329,16 +337,15 @@ def _backward_kernel(u, delta, A, Bt, Ct, D, z, bias, dout, dlast,
             for n in range(N):
                 for j in range(LANES):
                     rates2[n, j] = rates[n, j] * _LOG2E    # decay = 2^(dt · A · log2 e)
-            # 1. forward pass: checkpoints and y (before the gate)
+            # 1. checkpoints saved by the forward kernel, and (only for the gate's dz) y before the gate
+            for k in range(segments):
+                for n in range(N):
+                    for j in range(LANES):
+                        checkpoints[k, n, j] = ckpt[ch0 + j, k, n] if j < width else _ZERO
             for n in range(N):
                 for j in range(LANES):
                     h[n, j] = _ZERO
-            for t in range(L):
-                if t % SEGMENT == 0:
-                    k = t // SEGMENT
-                    for n in range(N):
-                        for j in range(LANES):
-                            checkpoints[k, n, j] = h[n, j]
+            for t in range(L if has_z else 0):
                 for j in range(LANES):
                     ys[t, j] = d_blk[j] * us[t, j]
                 for n in range(N):
@@ -457,19 +464,20 @@ class _FusedScanFunction(torch.autograd.Function):
         rows, channels = batch * G * L, batch * E
         out = torch.empty_like(u)
         last = u.new_empty(batch, E, N)
+        ckpt = u.new_empty(batch * E, (L + SEGMENT - 1) // SEGMENT, N)
         with _LAUNCH_LOCK:
             _forward_kernel(_np(u, channels, L), _np(delta, channels, L), A.detach().numpy(),
                             _np(Bt, rows, N), _np(Ct, rows, N), D.detach().numpy(),
                             _np(z, channels, L) if z is not None else _EMPTY_2D,
                             delta_bias.detach().numpy(), _np(out, channels, L), _np(last, channels, N),
-                            E, G, bool(softplus), z is not None, _worker_parts(channels))
-        ctx.save_for_backward(u, delta, A, Bt, Ct, D, z, delta_bias)
+                            ckpt.numpy(), E, G, bool(softplus), z is not None, _worker_parts(channels))
+        ctx.save_for_backward(u, delta, A, Bt, Ct, D, z, delta_bias, ckpt)
         ctx.softplus = bool(softplus)
         return out, last
 
     @staticmethod
     def backward(ctx, dout, dlast):
-        u, delta, A, Bt, Ct, D, z, delta_bias = ctx.saved_tensors
+        u, delta, A, Bt, Ct, D, z, delta_bias, ckpt = ctx.saved_tensors
         batch, E, L = u.shape
         N = A.shape[1]
         G = Bt.shape[1]
@@ -487,7 +495,8 @@ class _FusedScanFunction(torch.autograd.Function):
             _backward_kernel(_np(u, channels, L), _np(delta, channels, L), A.detach().numpy(),
                              _np(Bt, rows, N), _np(Ct, rows, N), D.detach().numpy(),
                              _np(z, channels, L) if z is not None else _EMPTY_2D,
-                             delta_bias.detach().numpy(), _np(dout, channels, L), _np(dlast, channels, N),
+                             delta_bias.detach().numpy(), ckpt.numpy(), _np(dout, channels, L),
+                             _np(dlast, channels, N),
                              _np(du, channels, L), _np(ddelta, channels, L),
                              _np(dz, channels, L) if dz is not None else _EMPTY_2D,
                              _np(dA_ch, channels, N), _np(dD_ch, channels), _np(dbias_ch, channels),
