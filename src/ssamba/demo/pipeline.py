@@ -49,7 +49,7 @@ class DemoConfig:
     with both heads gives twice the steps per minute on a CPU. `max_per_class`: probe items per
     class and split. `pretrain_files`: cap on pretraining clips (None: all)."""
 
-    minutes: float = 6.0
+    minutes: float = 8.0
     seed: int = 0
     depth: int = 6
     crop_frames: int = 200
