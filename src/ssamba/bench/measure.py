@@ -4,8 +4,9 @@ Run by ``ssamba.bench.efficiency`` in a fresh subprocess per configuration (CPU)
 kernel's peak-RSS high-water mark belongs to that configuration alone:
 ``python -m ssamba.bench.measure '<json spec>'`` prints one JSON result line.
 
-Memory: CPU — write 5 to ``/proc/self/clear_refs`` after the model and input are built (this
-resets VmHWM to the current RSS), run, and report VmHWM minus that baseline; CUDA —
+Memory: CPU — after the model and input are built and one tiny (one patch column) forward has
+loaded the kernels' code, write 5 to ``/proc/self/clear_refs`` (this resets VmHWM to the
+current RSS), run, and report VmHWM minus that baseline; CUDA —
 ``max_memory_allocated`` minus the allocation after building. Contention: for every repeat
 the share of all cores used by *other* processes (from ``/proc/stat`` minus this process's CPU
 time); repeats above ``max_other_share`` are retried a few times and flagged if still busy.
@@ -137,6 +138,9 @@ def measure(spec: MeasureSpec) -> MeasureResult:
     model.train(spec.mode == "train")
     dtype = getattr(torch, spec.dtype)
     cuda = fbank.device.type == "cuda"
+    # Load the kernels (numba's cached machine code, oneDNN primitives, thread pools) with a
+    # one-column input first, so the baseline holds code and the peak holds activations.
+    _step(model, fbank[:1, :model.config.tshape], spec.mode == "train", dtype)
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
