@@ -101,13 +101,17 @@ def estimated_peak_gib(spec: MeasureSpec) -> float:
     if c.arch == "ssamba" and spec.scan == "ref":
         states = spec.batch * width * tokens * c.d_state * per  # autograd keeps (L, E, N) per step
         return states * (2 * c.depth if spec.mode == "train" else 2) / 2**30
-    return spec.batch * tokens * width * per * (40 * c.depth if spec.mode == "train" else 20) / 2**30
+    # measured on CPU: training keeps ~17 (SSAMBA) / ~9 (SSAST, SDPA) float tensors of E per token and layer
+    return spec.batch * tokens * width * per * (20 * c.depth if spec.mode == "train" else 20) / 2**30
 
 
 def run_spec(spec: MeasureSpec, timeout_s: float) -> dict:
     """Measure one configuration in a subprocess; a crash, OOM kill or timeout becomes ``skipped``."""
     base = {"spec": asdict(spec), "frames": frames_for_tokens(spec.tokens),
             "seconds_audio": frames_for_tokens(spec.tokens) / 100.0}
+    if spec.model.startswith("ssamba"):  # name the backend a skipped row would have used
+        from ssamba.nn.scan import resolve_backend
+        base["backend"] = str(resolve_backend(torch.empty(0, device=spec.device), spec.scan))
     available = _meminfo("MemAvailable") / 2**20
     if spec.device == "cpu" and available and estimated_peak_gib(spec) > 0.8 * available:
         return {**base, "skipped": f"needs ~{estimated_peak_gib(spec):.0f} GiB, "
