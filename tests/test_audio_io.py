@@ -251,3 +251,12 @@ def test_unsupported_source_and_dtype():
         load_audio(np.zeros(16000, dtype=np.complex64), sample_rate=16000)
     with pytest.raises(AudioError, match="1-D or 2-D"):
         load_audio(np.zeros((2, 2, 16000), dtype=np.float32), sample_rate=16000)
+
+
+def test_pad_short_zero_pads_a_click_to_one_frame():
+    click = np.full(100, 0.5, dtype=np.float32)
+    with pytest.raises(AudioError, match="shorter than one"):
+        load_audio(click, sample_rate=16000)
+    padded = load_audio(click, sample_rate=16000, pad_short=True)
+    assert padded.shape == (400,)
+    assert torch.all(padded[:100] == 0.5) and torch.all(padded[100:] == 0)

@@ -89,3 +89,28 @@ def test_bundled_recipes_resolve_by_name_and_unknown_names_list_them():
     assert load_yaml("ssamba_tiny_cpu")["model"]["name"] == "ssamba_tiny"
     with pytest.raises(ConfigError, match="no_such_recipe.*bundled recipes: .*ssamba_tiny_cpu"):
         resolve_config("no_such_recipe")
+
+
+def test_pretraining_pads_clicks_and_names_a_corrupt_file_in_one_line(tmp_path):
+    """A 20 ms click is data (padded to one frame); a corrupt file stops the CLI with one line, even
+    when it is decoded in a DataLoader worker (whose error text carries the worker's traceback)."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    import soundfile as sf
+
+    from test_resume import make_audio_folder, pretrain_cmd
+
+    data = make_audio_folder(tmp_path / "audio", n=4)
+    sf.write(data / "click.wav", np.ones(320, np.float32) * 0.1, 16000)
+    ok = subprocess.run(pretrain_cmd(data, tmp_path / "ok", 2, 100, "train.num_workers=1"),
+                        capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    (data / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    bad = subprocess.run(pretrain_cmd(data, tmp_path / "bad", 4, 100, "train.num_workers=1"),
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2
+    errors = [line for line in bad.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and "broken.wav" in errors[0], bad.stderr
+    assert "Traceback" not in bad.stderr

@@ -77,6 +77,7 @@ def load_audio(
     source: AudioSource,
     sample_rate: int | None = None,
     target_sr: int = 16000,
+    pad_short: bool = False,
 ) -> torch.Tensor:
     """Return ``source`` as a float32 mono 1-D CPU tensor sampled at ``target_sr`` Hz.
 
@@ -86,7 +87,8 @@ def load_audio(
     (expected in [-1, 1]); int16/int32 PCM arrays are scaled to [-1, 1]. Channels are mixed
     to mono (see the module docstring for the layout rule), then resampled with a
     polyphase filter (``scipy.signal.resample_poly`` with the reduced ratio
-    ``target_sr/g : sr/g``, ``g = gcd``).
+    ``target_sr/g : sr/g``, ``g = gcd``). Audio shorter than one 25 ms frame is an error,
+    or with ``pad_short`` zero-padded to one frame (a click in a pretraining corpus is data).
     """
     target_sr = _check_rate(target_sr, "target_sr")
     if isinstance(source, (str, os.PathLike)):
@@ -107,6 +109,8 @@ def load_audio(
     if sr != target_sr:
         samples = resample(samples, sr, target_sr)
     min_samples = int(target_sr * MIN_FRAME_MS / 1000)
+    if samples.shape[0] < min_samples and pad_short:
+        samples = np.pad(samples, (0, min_samples - samples.shape[0]))
     if samples.shape[0] < min_samples:
         raise AudioError(
             f"{name}: {samples.shape[0]} samples at {target_sr} Hz is shorter than one "

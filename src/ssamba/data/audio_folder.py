@@ -108,4 +108,4 @@ class AudioCropDataset(Dataset):
         from ssamba.audio import load_audio
 
         index, item_seed = key if isinstance(key, tuple) else (key, 0)
-        return {"fbank": self.fbank(load_audio(self.files[index]), item_seed)}
+        return {"fbank": self.fbank(load_audio(self.files[index], pad_short=True), item_seed)}

@@ -120,4 +120,4 @@ def _decode(data: bytes, name: str, load_audio) -> torch.Tensor:
         samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except Exception as exc:
         raise AudioError(f"{name}: not decodable audio ({type(exc).__name__})") from None
-    return load_audio(samples, sample_rate=rate)
+    return load_audio(samples, sample_rate=rate, pad_short=True)
