@@ -172,3 +172,15 @@ def test_cli_timestamps_npz(model, audio_dir, tmp_path):
     data = np.load(out)
     assert list(data["names"]) == [str(audio_dir / "one.wav")]
     assert data["embeddings_0"].shape == (8, 32) and data["timestamps_ms_0"].shape == (8,)
+
+
+@pytest.mark.parametrize("name", ["ssamba_tiny", "ssast_tiny"])
+def test_bfloat16_embeddings_are_float32_and_close(name):
+    torch.manual_seed(0)
+    encoder = ssamba.create_model(name, depth=2, embed_dim=32, num_heads=2, input_tdim=128).eval()
+    waves = [torch.from_numpy(tone(1.0, 300)), torch.from_numpy(tone(2.5, 700, seed=3))]
+    full = Embedder(encoder).scene(waves)
+    half = Embedder(encoder, dtype=torch.bfloat16).scene(waves)
+    assert half.dtype == torch.float32 and torch.isfinite(half).all()
+    assert (half - full).abs().max() < 0.02 * full.abs().max()
+    assert not torch.equal(half, full)  # bfloat16 really ran

@@ -81,10 +81,11 @@ class BiMamba(nn.Module):
             self.out_proj.weight /= math.sqrt(num_layers)
 
     def _can_run_inference_kernel(self, hidden: torch.Tensor) -> bool:
-        """True when no gradient is needed and the fused CPU kernels apply (float32, numba scan)."""
+        """True when no gradient is needed and the fused CPU kernels apply (float32, no autocast, numba scan)."""
         needs_grad = torch.is_grad_enabled() and (
             hidden.requires_grad or any(p.requires_grad for p in self.parameters()))
         return (not needs_grad and hidden.device.type == "cpu" and hidden.dtype == torch.float32
+                and not torch.is_autocast_enabled("cpu")  # autocast makes the projections bfloat16
                 and self.A_log.dtype == torch.float32 and self.d_state <= _fused_max_state()
                 and resolve_backend(hidden, self.scan_backend) == "fused")
 
