@@ -120,13 +120,13 @@ def test_demo_embeddings_match_the_library_embedder(tmp_path):
     model = ssamba.create_model("ssast_tiny", depth=1, input_tdim=128).eval()
     store = compute_fbanks(paths, None, workers=1)
     fbanks = [f.astype(np.float32) for f in store.fbanks]  # the float16 cache is tested for closeness below
-    ours = encoder_embeddings(model, fbanks, store.pad_value)
+    ours = encoder_embeddings(model, fbanks)
     reference = embed([str(p) for p in paths], model)
     np.testing.assert_allclose(ours["mean"], reference, atol=1e-4)
     assert ours["mean_std"].shape == (3, 2 * 192)
     np.testing.assert_allclose(ours["mean_std"][:, :192], ours["mean"])
     assert (ours["mean_std"][:, 192:] > 0).all()
-    cached = encoder_embeddings(model, store.fbanks, store.pad_value)["mean"]
+    cached = encoder_embeddings(model, store.fbanks)["mean"]
     np.testing.assert_allclose(cached, reference, atol=2e-2)
 
 

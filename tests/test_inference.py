@@ -184,3 +184,13 @@ def test_bfloat16_embeddings_are_float32_and_close(name):
     assert half.dtype == torch.float32 and torch.isfinite(half).all()
     assert (half - full).abs().max() < 0.02 * full.abs().max()
     assert not torch.equal(half, full)  # bfloat16 really ran
+
+
+def test_mean_std_pooling_extends_the_official_mean(model):
+    waves = [torch.from_numpy(tone(1.0, 300)), torch.from_numpy(tone(3.0, 500, seed=2))]
+    embedder = Embedder(model)
+    both = embedder.scene(waves, pooling="mean_std")
+    assert both.shape == (2, 64)
+    assert torch.allclose(both[:, :32], embedder.scene(waves), atol=1e-6)
+    with pytest.raises(ssamba.errors.ConfigError, match="pooling='max'"):
+        embedder.scene(waves, pooling="max")

@@ -30,6 +30,7 @@ from ssamba.errors import AudioError, ConfigError
 from ssamba.features import FeatureConfig, FeatureExtractor
 
 FRAME_SHIFT_MS = 10.0
+POOLINGS = ("mean", "mean_std")
 FRAME_LENGTH_MS = 25.0
 
 
@@ -107,7 +108,14 @@ class Embedder:
     def _column_count(self, num_windows: int) -> int:
         return (self.window + (num_windows - 1) * self.hop - self.tshape) // self.tstride + 1
 
-    def _run(self, windows: list[torch.Tensor], timestamps: bool) -> torch.Tensor:
+    def _pool(self, tokens: torch.Tensor, pooling: str) -> torch.Tensor:
+        """(B, D) official mean of the non-CLS tokens, or (B, 2D) their mean and std concatenated."""
+        if pooling == "mean":
+            return self.model.pool(tokens)
+        patches = tokens[:, self.model.num_cls_tokens:].float()
+        return torch.cat([patches.mean(dim=1), patches.std(dim=1, unbiased=False)], dim=1)
+
+    def _run(self, windows: list[torch.Tensor], timestamps: bool, pooling: str = "mean") -> torch.Tensor:
         """Encoder outputs for every window: (W, D) pooled, or (W, t, D) per time column."""
         outputs = []
         autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16)
@@ -121,14 +129,14 @@ class Embedder:
                     patches = tokens[:, self.model.num_cls_tokens:]
                     outputs.append(patches.reshape(len(batch), f, t, -1).mean(dim=1).float().cpu())
                 else:
-                    outputs.append(self.model.pool(tokens).float().cpu())
+                    outputs.append(self._pool(tokens, pooling).float().cpu())
         return torch.cat(outputs)
 
-    def _prepare(self, waves: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[ClipWindows]]:
+    def _prepare(self, fbanks: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[ClipWindows]]:
+        """All windows of the clips' normalised fbanks, and where each clip's windows sit."""
         windows: list[torch.Tensor] = []
         clips: list[ClipWindows] = []
-        for wave in waves:
-            fbank = self.features(wave)
+        for fbank in fbanks:
             clip_windows = self._windows(fbank)
             clips.append(ClipWindows(len(windows), len(clip_windows), fbank.shape[0],
                                      self._column_count(len(clip_windows))))
@@ -136,15 +144,25 @@ class Embedder:
         return windows, clips
 
     # ---- public ----------------------------------------------------------------------------
-    def scene(self, waves: Sequence[torch.Tensor]) -> torch.Tensor:
-        """(n, D): per clip, the mean of its window embeddings."""
-        windows, clips = self._prepare(waves)
-        pooled = self._run(windows, timestamps=False)
+    def scene(self, waves: Sequence[torch.Tensor], pooling: str = "mean") -> torch.Tensor:
+        """(n, D): per clip, the mean of its window embeddings (``pooling``: see ``scene_from_fbanks``)."""
+        return self.scene_from_fbanks([self.features(wave) for wave in waves], pooling)
+
+    def scene_from_fbanks(self, fbanks: Sequence[torch.Tensor], pooling: str = "mean") -> torch.Tensor:
+        """Scene embeddings of already normalised (frames, bins) fbanks, e.g. from a feature cache.
+
+        ``pooling="mean"``: the official embedding (n, D); ``"mean_std"``: mean and standard
+        deviation of the non-CLS tokens, concatenated (n, 2D) — an option, not the official one.
+        """
+        if pooling not in POOLINGS:
+            raise ConfigError(f"pooling={pooling!r}: must be one of {', '.join(POOLINGS)}")
+        windows, clips = self._prepare(fbanks)
+        pooled = self._run(windows, timestamps=False, pooling=pooling)
         return torch.stack([pooled[c.first:c.first + c.count].mean(dim=0) for c in clips])
 
     def timestamps(self, waves: Sequence[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per clip: (T, D) embeddings of the time columns that hold audio, and (T,) centres in ms."""
-        windows, clips = self._prepare(waves)
+        windows, clips = self._prepare([self.features(wave) for wave in waves])
         columns = self._run(windows, timestamps=True)  # (W, t, D)
         per_window = columns.shape[1]
         shift = self.hop // self.tstride

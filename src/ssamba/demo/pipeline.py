@@ -235,7 +235,7 @@ def run_demo(out_dir: str | Path = "demo_out", corpus: str | Path | None = None,
         "SSAST pretrained": lambda: ssamba.load(runs["ssast"]["encoder_dir"]),
     }
     for name, make in encoders.items():
-        pooled = stages.run(f"embed {name}", lambda make=make: encoder_embeddings(make(), probe_fbanks, store.pad_value))
+        pooled = stages.run(f"embed {name}", lambda make=make: encoder_embeddings(make(), probe_fbanks))
         features[name] = pooled["mean"]
         features[f"{name}, mean‖std"] = pooled["mean_std"]
 
