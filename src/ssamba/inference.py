@@ -185,6 +185,14 @@ class Embedder:
         return (centre_frame * FRAME_SHIFT_MS + FRAME_LENGTH_MS / 2).float()
 
 
+def as_encoder(model) -> torch.nn.Module:
+    """An encoder object as is, or one loaded with ``ssamba.load`` from a path."""
+    if isinstance(model, (str, Path)):
+        from ssamba.checkpoints.io import load
+        return load(model)
+    return model
+
+
 def _as_waves(sources: Iterable, sample_rate: int | None) -> list[torch.Tensor]:
     waves = []
     for source in sources:
@@ -204,10 +212,7 @@ def embed(sources: Iterable, model, sample_rate: int | None = None, timestamps: 
     Returns an (n, D) numpy array of scene embeddings, or with ``timestamps=True`` a list of
     (embeddings (T, D), centre times in ms (T,)) numpy pairs, one per source.
     """
-    if isinstance(model, (str, Path)):
-        from ssamba.checkpoints.io import load
-        model = load(model)
-    embedder = Embedder(model, device=device, dtype=dtype, batch_size=batch_size)
+    embedder = Embedder(as_encoder(model), device=device, dtype=dtype, batch_size=batch_size)
     waves = _as_waves(sources, sample_rate)
     if timestamps:
         return [(e.numpy(), t.numpy()) for e, t in embedder.timestamps(waves)]
@@ -247,10 +252,7 @@ def embed_files(files: Sequence[str | Path], model, timestamps: bool = False, ba
     """
     from tqdm import tqdm
 
-    if isinstance(model, (str, Path)):
-        from ssamba.checkpoints.io import load
-        model = load(model)
-    embedder = Embedder(model, device=device, dtype=dtype, batch_size=batch_size)
+    embedder = Embedder(as_encoder(model), device=device, dtype=dtype, batch_size=batch_size)
     kept: list[Path] = []
     skipped: list[tuple[Path, str]] = []
     scene_rows: list[torch.Tensor] = []
@@ -277,6 +279,6 @@ def embed_files(files: Sequence[str | Path], model, timestamps: bool = False, ba
     bar.close()
     if timestamps:
         return FileEmbeddings(kept, stamped, skipped)
-    dim = model.embed_dim
+    dim = embedder.model.embed_dim
     matrix = torch.cat(scene_rows).numpy() if scene_rows else np.zeros((0, dim), np.float32)
     return FileEmbeddings(kept, matrix, skipped)
