@@ -107,8 +107,8 @@ def estimated_peak_gib(spec: MeasureSpec) -> float:
 
 def run_spec(spec: MeasureSpec, timeout_s: float) -> dict:
     """Measure one configuration in a subprocess; a crash, OOM kill or timeout becomes ``skipped``."""
-    base = {"spec": asdict(spec), "frames": frames_for_tokens(spec.tokens),
-            "seconds_audio": frames_for_tokens(spec.tokens) / 100.0}
+    frames = frames_for_tokens(spec.tokens)
+    base = {"spec": asdict(spec), "frames": frames, "seconds_audio": frames / 100.0}
     if spec.model.startswith("ssamba"):  # name the backend a skipped row would have used
         from ssamba.nn.scan import resolve_backend
         base["backend"] = str(resolve_backend(torch.empty(0, device=spec.device), spec.scan))
