@@ -18,7 +18,7 @@ import warnings
 import torch
 
 from ssamba.audio import load_audio
-from ssamba.inference import Embedder
+from ssamba.inference import Embedder, as_encoder
 
 
 class HearModel(torch.nn.Module):
@@ -37,8 +37,7 @@ class HearModel(torch.nn.Module):
 def load_model(model_file_path: str = "", device: str | None = None) -> HearModel:
     """Load a ssamba checkpoint dir or an official ``.pth``; "" gives a random-init SSAMBA-tiny."""
     if model_file_path:
-        from ssamba.checkpoints.io import load
-        encoder = load(model_file_path)
+        encoder = as_encoder(model_file_path)
     else:
         from ssamba.models import create_model
         warnings.warn("hear.load_model(''): no checkpoint given, using a randomly initialised "
