@@ -95,7 +95,24 @@ class AudioEncoder(nn.Module):
         """(B, T, F) fbank -> (B, n_cls + P, D) tokens after the final norm (official forward)."""
         return self.encode(self.embed_tokens(fbank, mask, mask_embed))
 
-    def encode(self, tokens: torch.Tensor) -> torch.Tensor:
+    def forward_layers(self, fbank: torch.Tensor, mask: torch.Tensor | None = None,
+                       mask_embed: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """(B, T, F) fbank -> the tokens (B, n_cls + P, D) after every layer, shallowest first.
+
+        SSAMBA counts a flipped layer pair as one layer (depth / 2 outputs: ``norm_f`` of the
+        residual stream after the pair); SSAST counts blocks (each block's output, as the
+        official SUPERB upstream returns them). The last entry always equals
+        ``forward_features``, so ``[-1]`` is the official embedding's input.
+        """
+        return self.encode(self.embed_tokens(fbank, mask, mask_embed), all_layers=True)
+
+    @property
+    def num_layers(self) -> int:
+        """How many outputs ``forward_layers`` returns."""
+        raise NotImplementedError
+
+    def encode(self, tokens: torch.Tensor, all_layers: bool = False):
+        """Run the layers on embedded tokens: final tokens, or (``all_layers``) every layer's."""
         raise NotImplementedError
 
     def pool(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -141,17 +158,25 @@ class SSAMBA(AudioEncoder):
         self.norm_f = nn.LayerNorm(c.embed_dim, eps=c.norm_eps)
         self.drop_path = DropPath(c.drop_path_rate)
 
-    def encode(self, tokens: torch.Tensor) -> torch.Tensor:
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers) // 2
+
+    def encode(self, tokens: torch.Tensor, all_layers: bool = False):
         hidden, residual = tokens, None
+        outputs = []
         for i in range(0, len(self.layers), 2):
             hidden_f, residual_f = self.layers[i](hidden, residual)
             # the official flip -> layer -> flip back, computed by the layer in reverse (no copies)
             hidden_b, residual_b = self.layers[i + 1](hidden, residual, reverse=True)
             hidden = hidden_f + hidden_b
             residual = residual_f + residual_b
+            if all_layers and i + 2 < len(self.layers):
+                outputs.append(self.norm_f((residual + hidden).to(self.norm_f.weight.dtype)))
         residual = residual + self.drop_path(hidden)
         hidden = self.norm_f(residual.to(self.norm_f.weight.dtype))
-        return self.norm_f(hidden)
+        final = self.norm_f(hidden)
+        return outputs + [final] if all_layers else final
 
 
 class SSAST(AudioEncoder):
@@ -167,11 +192,18 @@ class SSAST(AudioEncoder):
         self.norm = nn.LayerNorm(c.embed_dim, eps=c.norm_eps)
         self.blocks.apply(_init_vit_linear)
 
-    def encode(self, tokens: torch.Tensor) -> torch.Tensor:
+    @property
+    def num_layers(self) -> int:
+        return len(self.blocks)
+
+    def encode(self, tokens: torch.Tensor, all_layers: bool = False):
         x = tokens
+        outputs = []
         for block in self.blocks:
             x = block(x)
-        return self.norm(x)
+            outputs.append(x)
+        final = self.norm(x)
+        return outputs[:-1] + [final] if all_layers else final
 
 
 def _init_vit_linear(module: nn.Module) -> None:

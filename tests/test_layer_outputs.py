@@ -1,0 +1,39 @@
+"""Per-layer outputs: each intermediate output is what a truncated copy of the encoder computes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import ssamba
+
+torch.set_num_threads(1)
+
+CASES = {"ssamba": ("ssamba_tiny", dict(depth=6, embed_dim=32, input_tdim=64)),
+         "ssast": ("ssast_tiny", dict(depth=3, embed_dim=32, num_heads=2, input_tdim=64))}
+# Same float32 operations in the same order in both models: differences are reduction-order noise,
+# a few ulps of values of order 1 after the LayerNorms.
+ATOL = 1e-5
+
+
+@pytest.mark.parametrize("arch", sorted(CASES))
+def test_layer_outputs_equal_truncated_encoders(arch):
+    name, kw = CASES[arch]
+    torch.manual_seed(0)
+    model = ssamba.create_model(name, **kw).eval()
+    x = torch.randn(2, 64, 128)
+    with torch.no_grad():
+        layers = model.forward_layers(x)
+        final = model.forward_features(x)
+    assert len(layers) == model.num_layers == (kw["depth"] // 2 if arch == "ssamba" else kw["depth"])
+    assert torch.equal(layers[-1], final)
+    final_norm = model.norm_f if arch == "ssamba" else model.norm
+    for k, tokens in enumerate(layers[:-1]):
+        layers_kept = 2 * (k + 1) if arch == "ssamba" else k + 1
+        short = ssamba.create_model(name, **{**kw, "depth": layers_kept}).eval()
+        missing, _ = short.load_state_dict(model.state_dict(), strict=False)
+        assert not missing
+        with torch.no_grad():
+            # the truncated encoder ends with its final norm: applied to layer k's output it must agree
+            assert torch.allclose(final_norm(tokens), short.forward_features(x), atol=ATOL)
+            assert not torch.allclose(tokens, final, atol=1e-2)  # a different depth really differs
