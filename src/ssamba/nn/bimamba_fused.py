@@ -23,13 +23,15 @@ from __future__ import annotations
 import numba
 import numpy as np
 import torch
-from numba import njit, prange
+from numba import carray, njit, prange
 
-from ssamba.nn.scan_fused import (LANES, _LAUNCH_LOCK, _LOG2E, _ZERO, _exp2_32, _sigmoid32,
-                                  _softplus32)
+from ssamba.nn.scan_fused import (LANES, SEGMENT, _LAUNCH_LOCK, _LOG2E, _ZERO, _exp2_32, _sigmoid32,
+                                  _softplus32, _stack_float32)
 
 _F = np.float32
 _HALF = _F(0.5)
+_NO_PRE_GATE = np.zeros((1, 1), dtype=np.float32)
+_NO_CKPT = np.zeros((1, 1, 1, 1, 1), dtype=np.float32)
 
 
 @njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
@@ -67,12 +69,15 @@ def _conv_silu_kernel(x, weight, bias, out, L, parts):
 
 
 @njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
-def _biscan_kernel(u, delta, xdbl, A, D, bias, z, out, L, R, parts):
+def _biscan_kernel(u, delta, xdbl, A, D, bias, z, out, L, R, parts, pre_gate, ckpt, train):
     """out = (y_fwd + y_bwd + D·u terms) · SiLU(z) / 2 for both scan directions, time-major.
 
     u, delta: (2, batch·L, E); xdbl: (2, batch·L, R + 2N) with B at columns R.., C at R+N..;
     A: (2, E, N); D, bias: (2, E) (delta gets softplus(delta + bias)); z: (batch·L, E) view;
     out: (batch·L, E). Direction 0 runs t = 0..L-1, direction 1 runs t = L-1..0.
+    ``train``: also keep what the backward needs: ``pre_gate`` (batch·L, E) receives the sum
+    before the gate, ``ckpt`` (2, blocks, ceil(L / SEGMENT), N, LANES) the state before every
+    SEGMENT-th step of each direction (in that direction's step order).
     """
     rows, E = out.shape
     N = A.shape[2]
@@ -84,8 +89,10 @@ def _biscan_kernel(u, delta, xdbl, A, D, bias, z, out, L, R, parts):
         dts = np.empty((L, LANES), dtype=np.float32)
         dtus = np.empty((L, LANES), dtype=np.float32)
         ys = np.empty((L, LANES), dtype=np.float32)
-        rates = np.empty((N, LANES), dtype=np.float32)
-        h = np.empty((N, LANES), dtype=np.float32)
+        # stack scratch cannot alias the arrays above, so LLVM vectorises the lane loops freely
+        rates = carray(_stack_float32(1024), (N, LANES))     # 1024 = MAX_STATE · LANES
+        h = carray(_stack_float32(1024), (N, LANES))
+        y_row = carray(_stack_float32(16), (LANES,))
         for block in range(p * per_part, min(blocks, (p + 1) * per_part)):
             b = block // blocks_per_clip
             e0 = (block - b * blocks_per_clip) * LANES
@@ -95,37 +102,66 @@ def _biscan_kernel(u, delta, xdbl, A, D, bias, z, out, L, R, parts):
                 for j in range(LANES):
                     ys[t, j] = _ZERO
             for d in range(2):
-                for t in range(L):
-                    row = row0 + t
-                    for j in range(LANES):
-                        if j < width:
-                            ut = u[d, row, e0 + j]
-                            dt = _softplus32(delta[d, row, e0 + j] + bias[d, e0 + j])
-                            dts[t, j] = dt
-                            dtus[t, j] = dt * ut
-                            ys[t, j] += D[d, e0 + j] * ut
-                        else:
-                            dts[t, j] = _ZERO
-                            dtus[t, j] = _ZERO
+                load_direction(u, delta, A, D, bias, d, row0, e0, width, dts, None, dtus, ys, rates)
                 for n in range(N):
                     for j in range(LANES):
-                        rates[n, j] = A[d, e0 + j, n] * _LOG2E if j < width else _ZERO  # 2^(dt·A·log2 e)
+                        rates[n, j] *= _LOG2E          # decay = 2^(dt·A·log2 e)
                         h[n, j] = _ZERO
                 for step in range(L):
                     t = step if d == 0 else L - 1 - step
                     row = row0 + t
+                    if train and step % SEGMENT == 0:
+                        k = step // SEGMENT
+                        for n in range(N):
+                            for j in range(LANES):
+                                ckpt[d, block, k, n, j] = h[n, j]
+                    for j in range(LANES):
+                        y_row[j] = _ZERO
                     for n in range(N):
                         b_tn = xdbl[d, row, R + n]
                         c_tn = xdbl[d, row, R + N + n]
                         for j in range(LANES):
                             hn = _exp2_32(dts[t, j] * rates[n, j]) * h[n, j] + dtus[t, j] * b_tn
                             h[n, j] = hn
-                            ys[t, j] += hn * c_tn
+                            y_row[j] += hn * c_tn
+                    for j in range(LANES):
+                        ys[t, j] += y_row[j]
             for t in range(L):
                 row = row0 + t
                 for j in range(width):
                     zt = z[row, e0 + j]
+                    if train:
+                        pre_gate[row, e0 + j] = ys[t, j]
                     out[row, e0 + j] = ys[t, j] * zt * _sigmoid32(zt) * _HALF
+
+
+@njit(fastmath=True, cache=True, error_model="numpy", inline="always")
+def load_direction(u, delta, A, D, bias, d, row0, e0, width, dts, us, dtus, skip, rates):
+    """Gather direction ``d`` of one block of LANES channels into lane-major scratch: dts, dtus
+    (and ``us`` unless None) (L, LANES); adds D·u into ``skip`` unless None; rates (N, LANES) = A.
+    Lanes past ``width`` get zeros, which makes them inert (no input, decay 1, zero gradient)."""
+    L = dts.shape[0]
+    N = rates.shape[0]
+    for t in range(L):
+        row = row0 + t
+        for j in range(LANES):
+            if j < width:
+                ut = u[d, row, e0 + j]
+                dt = _softplus32(delta[d, row, e0 + j] + bias[d, e0 + j])
+                dts[t, j] = dt
+                dtus[t, j] = dt * ut
+                if us is not None:
+                    us[t, j] = ut
+                if skip is not None:
+                    skip[t, j] += D[d, e0 + j] * ut
+            else:
+                dts[t, j] = _ZERO
+                dtus[t, j] = _ZERO
+                if us is not None:
+                    us[t, j] = _ZERO
+    for n in range(N):
+        for j in range(LANES):
+            rates[n, j] = A[d, e0 + j, n] if j < width else _ZERO
 
 
 def _direction_params(mixer, reverse: bool) -> dict[str, torch.Tensor]:
@@ -162,5 +198,5 @@ def bimamba_inference(mixer, hidden: torch.Tensor, reverse: bool = False) -> tor
         with _LAUNCH_LOCK:
             _biscan_kernel(u.numpy(), delta.numpy(), x_dbl.numpy(), params["A"].numpy(),
                            params["D"].numpy(), params["dt_b"].numpy(),
-                           xz_np[:, E:], y.numpy(), length, R, parts)
+                           xz_np[:, E:], y.numpy(), length, R, parts, _NO_PRE_GATE, _NO_CKPT, False)
         return torch.matmul(y, mixer.out_proj.weight.t()).view(batch, length, -1)

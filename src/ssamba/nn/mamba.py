@@ -20,6 +20,7 @@ Without autograd on CPU the mixer instead runs the fused inference kernels of
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +28,9 @@ from torch import nn
 
 from ssamba.nn.droppath import DropPath
 from ssamba.nn.scan import _fused_max_state, _numba_works, resolve_backend, selective_scan
+
+
+FUSED_TRAINING_ENV = "SSAMBA_FUSED_TRAINING"
 
 
 def _init_dt_proj(dt_proj: nn.Linear, dt_rank: int, dt_min: float = 1e-3, dt_max: float = 0.1,
@@ -80,24 +84,32 @@ class BiMamba(nn.Module):
         with torch.no_grad():
             self.out_proj.weight /= math.sqrt(num_layers)
 
-    def _can_run_inference_kernel(self, hidden: torch.Tensor) -> bool:
-        """True when no gradient is needed and the fused CPU kernels apply (float32, no autocast, numba scan)."""
-        needs_grad = torch.is_grad_enabled() and (
-            hidden.requires_grad or any(p.requires_grad for p in self.parameters()))
-        return (not needs_grad and hidden.device.type == "cpu" and hidden.dtype == torch.float32
+    def _fused_kernels_apply(self, hidden: torch.Tensor) -> bool:
+        """True when the fused CPU kernels apply (float32, no autocast, the numba scan backend)."""
+        return (hidden.device.type == "cpu" and hidden.dtype == torch.float32
                 and not torch.is_autocast_enabled("cpu")  # autocast makes the projections bfloat16
                 and self.A_log.dtype == torch.float32 and self.d_state <= _fused_max_state()
                 and resolve_backend(hidden, self.scan_backend) == "fused")
 
+    def _needs_grad(self, hidden: torch.Tensor) -> bool:
+        return torch.is_grad_enabled() and (hidden.requires_grad or any(p.requires_grad for p in self.parameters()))
+
     def forward(self, hidden: torch.Tensor, reverse: bool = False) -> torch.Tensor:
         """(B, L, D) -> (B, L, D); ``reverse=True`` returns ``flip(self(flip(hidden)))``.
 
-        Without autograd on CPU this runs the fused inference kernels (``bimamba_fused``), which
-        need no flips at all; otherwise the differentiable path below.
+        On CPU with the fused backend and no autograd this runs the time-major numba kernels of
+        ``bimamba_fused``, which need no flips at all. With autograd it runs the eager path below
+        (numba conv + fused scan), or with ``SSAMBA_FUSED_TRAINING=1`` the fused training core
+        ``bimamba_train`` (opt-in: on an AVX2 machine it measured slower than the eager path;
+        see its module docstring).
         """
-        if self._can_run_inference_kernel(hidden):
-            from ssamba.nn.bimamba_fused import bimamba_inference
-            return bimamba_inference(self, hidden, reverse)
+        if self._fused_kernels_apply(hidden):
+            if not self._needs_grad(hidden):
+                from ssamba.nn.bimamba_fused import bimamba_inference
+                return bimamba_inference(self, hidden, reverse)
+            if os.environ.get(FUSED_TRAINING_ENV) == "1":
+                from ssamba.nn.bimamba_train import bimamba_train
+                return bimamba_train(self, hidden, reverse)
         if reverse:
             return self._forward_autograd(hidden.flip(1)).flip(1)
         return self._forward_autograd(hidden)
