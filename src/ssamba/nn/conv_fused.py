@@ -12,6 +12,7 @@ SiLU(bias + sum_k weight[:, k] · x[:, t - (K-1) + k]) (zero padding on the left
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import torch
 from numba import njit, prange
@@ -34,44 +35,53 @@ def _preactivation_row(x, weight, bias, row, c, out):
 
 
 @njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
-def _conv_silu_forward(x, weight, bias, out):
-    """x, out: (batch·C, L); weight: (C, K); bias: (C,)."""
+def _conv_silu_forward(x, weight, bias, out, parts):
+    """x, out: (batch·C, L); weight: (C, K); bias: (C,). Rows split into ``parts`` contiguous
+    ranges, one per worker, each with one scratch row (not one allocation per row)."""
     rows, L = x.shape
     C = weight.shape[0]
-    for row in prange(rows):
+    per_part = (rows + parts - 1) // parts
+    for p in prange(parts):
         a = np.empty(L, dtype=np.float32)
-        _preactivation_row(x, weight, bias, row, row % C, a)
-        for t in range(L):
-            out[row, t] = a[t] * _sigmoid32(a[t])
+        for row in range(p * per_part, min(rows, (p + 1) * per_part)):
+            _preactivation_row(x, weight, bias, row, row % C, a)
+            for t in range(L):
+                out[row, t] = a[t] * _sigmoid32(a[t])
 
 
 @njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
-def _conv_silu_backward(x, weight, bias, dout, dx, dweight_rows, dbias_rows):
+def _conv_silu_backward(x, weight, bias, dout, dx, dweight_rows, dbias_rows, parts):
     """Gradients per row: dx (batch·C, L); dweight_rows (batch·C, K) and dbias_rows (batch·C,),
-    summed over the batch by the caller."""
+    summed over the batch by the caller. Rows split into ``parts`` ranges as in the forward."""
     rows, L = x.shape
     C, K = weight.shape
-    for row in prange(rows):
-        c = row % C
+    per_part = (rows + parts - 1) // parts
+    for p in prange(parts):
         g = np.empty(L, dtype=np.float32)
-        _preactivation_row(x, weight, bias, row, c, g)
-        db = np.float32(0.0)
-        for t in range(L):
-            a = g[t]
-            s = _sigmoid32(a)
-            g[t] = dout[row, t] * s * (_ONE + a * (_ONE - s))     # d SiLU(a) / da
-            db += g[t]
-        dbias_rows[row] = db
-        for t in range(L):
-            dx[row, t] = np.float32(0.0)
-        for k in range(K):
-            shift = K - 1 - k
-            w = weight[c, k]
-            dw = np.float32(0.0)
-            for t in range(shift, L):
-                dx[row, t - shift] += w * g[t]
-                dw += g[t] * x[row, t - shift]
-            dweight_rows[row, k] = dw
+        for row in range(p * per_part, min(rows, (p + 1) * per_part)):
+            c = row % C
+            _preactivation_row(x, weight, bias, row, c, g)
+            db = np.float32(0.0)
+            for t in range(L):
+                a = g[t]
+                s = _sigmoid32(a)
+                g[t] = dout[row, t] * s * (_ONE + a * (_ONE - s))     # d SiLU(a) / da
+                db += g[t]
+            dbias_rows[row] = db
+            for t in range(L):
+                dx[row, t] = np.float32(0.0)
+            for k in range(K):
+                shift = K - 1 - k
+                w = weight[c, k]
+                dw = np.float32(0.0)
+                for t in range(shift, L):
+                    dx[row, t - shift] += w * g[t]
+                    dw += g[t] * x[row, t - shift]
+                dweight_rows[row, k] = dw
+
+
+def _parts(rows: int) -> int:
+    return max(1, min(numba.get_num_threads(), rows))
 
 
 class _ConvSiluFunction(torch.autograd.Function):
@@ -83,7 +93,7 @@ class _ConvSiluFunction(torch.autograd.Function):
         out = torch.empty_like(x)
         with _LAUNCH_LOCK:
             _conv_silu_forward(x.detach().view(batch * C, L).numpy(), weight.detach().numpy(),
-                               bias.detach().numpy(), out.view(batch * C, L).numpy())
+                               bias.detach().numpy(), out.view(batch * C, L).numpy(), _parts(batch * C))
         ctx.save_for_backward(x, weight, bias)
         return out
 
@@ -100,7 +110,7 @@ class _ConvSiluFunction(torch.autograd.Function):
             _conv_silu_backward(x.detach().view(batch * C, L).numpy(), weight.detach().numpy(),
                                 bias.detach().numpy(), dout.view(batch * C, L).numpy(),
                                 dx.view(batch * C, L).numpy(), dweight_rows.view(batch * C, K).numpy(),
-                                dbias_rows.view(batch * C).numpy())
+                                dbias_rows.view(batch * C).numpy(), _parts(batch * C))
         return dx, dweight_rows.sum(0), dbias_rows.sum(0)
 
 
