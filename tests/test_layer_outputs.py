@@ -37,3 +37,26 @@ def test_layer_outputs_equal_truncated_encoders(arch):
             # the truncated encoder ends with its final norm: applied to layer k's output it must agree
             assert torch.allclose(final_norm(tokens), short.forward_features(x), atol=ATOL)
             assert not torch.allclose(tokens, final, atol=1e-2)  # a different depth really differs
+
+
+def test_embedder_layers_pool_the_chosen_layer_tokens():
+    from ssamba.errors import ConfigError
+    from ssamba.inference import Embedder
+
+    name, kw = CASES["ssamba"]
+    torch.manual_seed(0)
+    model = ssamba.create_model(name, **kw).eval()
+    fbanks = [torch.randn(64, 128), torch.randn(64, 128)]
+    with torch.no_grad():
+        every = model.forward_layers(torch.stack(fbanks))
+    pooled = [model.pool(tokens) for tokens in every]
+    default = Embedder(model).scene_from_fbanks(fbanks)
+    assert torch.allclose(Embedder(model, layers=-1).scene_from_fbanks(fbanks), default, atol=1e-6)
+    assert torch.allclose(Embedder(model, layers=0).scene_from_fbanks(fbanks), pooled[0], atol=ATOL)
+    both = Embedder(model, layers="0,2").scene_from_fbanks(fbanks)
+    assert torch.allclose(both, (pooled[0] + pooled[2]) / 2, atol=ATOL)
+    assert torch.allclose(Embedder(model, layers="all").scene_from_fbanks(fbanks), sum(pooled) / 3, atol=ATOL)
+    assert (pooled[0] - default).abs().max() > 100 * ATOL  # a shallower layer really is another embedding
+    for bad in (3, -4, "x", []):
+        with pytest.raises(ConfigError, match="layers"):
+            Embedder(model, layers=bad)

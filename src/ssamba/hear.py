@@ -14,6 +14,7 @@ timestamp embeddings are the patch grid's time columns (averaged over frequency)
 from __future__ import annotations
 
 import warnings
+from typing import Sequence
 
 import torch
 
@@ -24,18 +25,21 @@ from ssamba.inference import Embedder, as_encoder
 class HearModel(torch.nn.Module):
     """An encoder plus its input pipeline, with the attributes the HEAR API asks for."""
 
-    def __init__(self, encoder: torch.nn.Module, device: str | None = None, batch_size: int = 8) -> None:
+    def __init__(self, encoder: torch.nn.Module, device: str | None = None, batch_size: int = 8,
+                 layers: int | Sequence[int] | str | None = None) -> None:
         super().__init__()
         self.encoder = encoder
-        self.embedder = Embedder(encoder, device=device, batch_size=batch_size)
+        self.embedder = Embedder(encoder, device=device, batch_size=batch_size, layers=layers)
         self.sample_rate = self.embedder.sample_rate
         self.scene_embedding_size = encoder.embed_dim
         self.timestamp_embedding_size = encoder.embed_dim
         self.hop_ms = self.embedder.hop_ms
 
 
-def load_model(model_file_path: str = "", device: str | None = None) -> HearModel:
-    """Load a ssamba checkpoint dir or an official ``.pth``; "" gives a random-init SSAMBA-tiny."""
+def load_model(model_file_path: str = "", device: str | None = None,
+               layers: int | Sequence[int] | str | None = None) -> HearModel:
+    """Load a ssamba checkpoint dir or an official ``.pth``; "" gives a random-init SSAMBA-tiny.
+    ``layers``: which layer's tokens to pool (see ``ssamba.inference.Embedder``; default the last)."""
     if model_file_path:
         encoder = as_encoder(model_file_path)
     else:
@@ -43,7 +47,7 @@ def load_model(model_file_path: str = "", device: str | None = None) -> HearMode
         warnings.warn("hear.load_model(''): no checkpoint given, using a randomly initialised "
                       "ssamba_tiny; its embeddings are not pretrained", stacklevel=2)
         encoder = create_model("ssamba_tiny")
-    return HearModel(encoder, device=device)
+    return HearModel(encoder, device=device, layers=layers)
 
 
 def _rows(audio: torch.Tensor, sample_rate: int) -> list[torch.Tensor]:

@@ -46,6 +46,30 @@ def feature_config_for(model) -> FeatureConfig:
     raise ConfigError(f"encoder config features={spec!r}: expected a preset name or a dict")
 
 
+def resolve_layers(layers: int | Sequence[int] | str | None, num_layers: int) -> list[int] | None:
+    """``layers`` as sorted non-negative indices into ``forward_layers`` (None: the final tokens).
+
+    Accepts an int (negative counts from the end), a list of ints, ``"all"``, or a string of
+    comma-separated ints (as the CLI passes it)."""
+    if layers is None:
+        return None
+    if isinstance(layers, str):
+        if layers.strip() == "all":
+            return list(range(num_layers))
+        try:
+            layers = [int(part) for part in layers.split(",")]
+        except ValueError:
+            raise ConfigError(f"layers={layers!r}: expected 'all', an int or comma-separated ints") from None
+    chosen = [layers] if isinstance(layers, int) else list(layers)
+    if not chosen:
+        raise ConfigError("layers=[]: name at least one layer")
+    for k in chosen:
+        if not -num_layers <= int(k) < num_layers:
+            raise ConfigError(f"layers: {k} is out of range for an encoder with {num_layers} layers "
+                              f"(SSAMBA counts flipped layer pairs)")
+    return sorted({int(k) % num_layers for k in chosen})
+
+
 @dataclass
 class ClipWindows:
     """Where one clip's windows sit in the flat batch, and how many grid columns it owns."""
@@ -60,12 +84,15 @@ class Embedder:
     """Turns waveforms into scene / timestamp embeddings with one encoder.
 
     ``hop_frames`` (default: half the window, rounded to the time stride) sets the overlap of
-    windows over long audio. ``dtype`` is float32 or bfloat16 (autocast).
+    windows over long audio. ``dtype`` is float32 or bfloat16 (autocast). ``layers`` picks which
+    layer's tokens are pooled (``AudioEncoder.forward_layers``; an SSAMBA layer is a flipped
+    pair): None = the final tokens (the official embedding), an int = that layer (0 = first,
+    -1 = last), a list of ints = the mean of those layers' tokens, ``"all"`` = the mean of all.
     """
 
     def __init__(self, model: torch.nn.Module, device: str | torch.device | None = None,
                  dtype: torch.dtype = torch.float32, batch_size: int = 8,
-                 hop_frames: int | None = None) -> None:
+                 hop_frames: int | None = None, layers: int | Sequence[int] | str | None = None) -> None:
         if dtype not in (torch.float32, torch.bfloat16):
             raise ConfigError(f"dtype={dtype}: use torch.float32 or torch.bfloat16")
         if batch_size < 1:
@@ -84,6 +111,7 @@ class Embedder:
         self.hop = hop
         self.features = FeatureExtractor(dataclasses.replace(feature_config_for(model), target_length=None))
         self.pad_value = float(-self.features.config.mean / (2 * self.features.config.std))
+        self.layers = resolve_layers(layers, model.num_layers)
 
     @property
     def sample_rate(self) -> int:
@@ -108,6 +136,13 @@ class Embedder:
     def _column_count(self, num_windows: int) -> int:
         return (self.window + (num_windows - 1) * self.hop - self.tshape) // self.tstride + 1
 
+    def _tokens(self, batch: torch.Tensor) -> torch.Tensor:
+        """(B, n_cls + P, D) tokens of the chosen layer(s) for a batch of windows."""
+        if self.layers is None:
+            return self.model.forward_features(batch)
+        every = self.model.forward_layers(batch)
+        return torch.stack([every[i] for i in self.layers]).mean(dim=0)
+
     def _pool(self, tokens: torch.Tensor, pooling: str) -> torch.Tensor:
         """(B, D) official mean of the non-CLS tokens, or (B, 2D) their mean and std concatenated."""
         if pooling == "mean":
@@ -123,7 +158,7 @@ class Embedder:
         with torch.inference_mode(), autocast:
             for start in range(0, len(windows), self.batch_size):
                 batch = torch.stack(windows[start:start + self.batch_size]).to(self.device)
-                tokens = self.model.forward_features(batch)
+                tokens = self._tokens(batch)
                 if timestamps:
                     f, t = self.model.patch_grid(batch.shape[1], batch.shape[2])
                     patches = tokens[:, self.model.num_cls_tokens:]
@@ -206,13 +241,15 @@ def _as_waves(sources: Iterable, sample_rate: int | None) -> list[torch.Tensor]:
 
 
 def embed(sources: Iterable, model, sample_rate: int | None = None, timestamps: bool = False,
-          batch_size: int = 8, device: str | None = None, dtype: torch.dtype = torch.float32):
+          batch_size: int = 8, device: str | None = None, dtype: torch.dtype = torch.float32,
+          layers: int | Sequence[int] | str | None = None):
     """Embeddings of audio files or arrays with an encoder (or a path that ``ssamba.load`` reads).
 
     Returns an (n, D) numpy array of scene embeddings, or with ``timestamps=True`` a list of
-    (embeddings (T, D), centre times in ms (T,)) numpy pairs, one per source.
+    (embeddings (T, D), centre times in ms (T,)) numpy pairs, one per source. ``layers``: see
+    ``Embedder`` (default: the final tokens).
     """
-    embedder = Embedder(as_encoder(model), device=device, dtype=dtype, batch_size=batch_size)
+    embedder = Embedder(as_encoder(model), device=device, dtype=dtype, batch_size=batch_size, layers=layers)
     waves = _as_waves(sources, sample_rate)
     if timestamps:
         return [(e.numpy(), t.numpy()) for e, t in embedder.timestamps(waves)]
@@ -244,7 +281,8 @@ class FileEmbeddings:
 
 def embed_files(files: Sequence[str | Path], model, timestamps: bool = False, batch_size: int = 8,
                 device: str | None = None, dtype: torch.dtype = torch.float32,
-                skip_errors: bool = False, chunk: int = 64, progress: bool = True) -> FileEmbeddings:
+                skip_errors: bool = False, chunk: int = 64, progress: bool = True,
+                layers: int | Sequence[int] | str | None = None) -> FileEmbeddings:
     """Embed audio files in order, ``chunk`` files at a time (bounded memory).
 
     An unreadable file raises its ``AudioError`` (naming the file) unless ``skip_errors``,
@@ -252,7 +290,7 @@ def embed_files(files: Sequence[str | Path], model, timestamps: bool = False, ba
     """
     from tqdm import tqdm
 
-    embedder = Embedder(as_encoder(model), device=device, dtype=dtype, batch_size=batch_size)
+    embedder = Embedder(as_encoder(model), device=device, dtype=dtype, batch_size=batch_size, layers=layers)
     kept: list[Path] = []
     skipped: list[tuple[Path, str]] = []
     scene_rows: list[torch.Tensor] = []

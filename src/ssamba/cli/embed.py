@@ -21,6 +21,9 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    p.add_argument("--layers", default=None, metavar="K|K,K|all",
+                   help="pool the tokens of layer K (0 = first, -1 = last; an SSAMBA layer is a flipped pair), "
+                        "the mean of several, or of all (default: the final tokens, the official embedding)")
     p.add_argument("--skip-errors", action="store_true", help="skip unreadable files (listed in OUT.skipped.txt)")
     p.set_defaults(func=run)
 
@@ -38,7 +41,8 @@ def run(args) -> int:
     if not files:
         raise ConfigError(f"no audio files found in {' '.join(args.inputs)}")
     result = embed_files(files, args.model, timestamps=args.timestamps, batch_size=args.batch_size,
-                         device=args.device, dtype=getattr(torch, args.dtype), skip_errors=args.skip_errors)
+                         device=args.device, dtype=getattr(torch, args.dtype), skip_errors=args.skip_errors,
+                         layers=args.layers)
     out.parent.mkdir(parents=True, exist_ok=True)
     names = [str(f) for f in result.files]
     if args.timestamps:

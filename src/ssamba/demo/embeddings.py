@@ -17,11 +17,13 @@ from ssamba.inference import Embedder
 
 
 
-def encoder_embeddings(model: torch.nn.Module, fbanks: Sequence[np.ndarray],
-                       batch_size: int = 32) -> dict[str, np.ndarray]:
-    """{"mean": (N, D), "mean_std": (N, 2D)} for each clip's normalised fbank, from one encoder pass."""
+def encoder_embeddings(model: torch.nn.Module, fbanks: Sequence[np.ndarray], batch_size: int = 32,
+                       layers: int | None = None) -> dict[str, np.ndarray]:
+    """{"mean": (N, D), "mean_std": (N, 2D)} for each clip's normalised fbank, from one encoder pass
+    (``layers``: one layer's tokens instead of the final ones, see ``Embedder``)."""
     clips = [torch.as_tensor(np.asarray(f, dtype=np.float32)) for f in fbanks]
-    both = Embedder(model, batch_size=batch_size).scene_from_fbanks(clips, pooling="mean_std").numpy()
+    embedder = Embedder(model, batch_size=batch_size, layers=layers)
+    both = embedder.scene_from_fbanks(clips, pooling="mean_std").numpy()
     dim = both.shape[1] // 2
     return {"mean": both[:, :dim].copy(), "mean_std": both}
 
