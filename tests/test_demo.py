@@ -24,7 +24,8 @@ from ssamba.inference import embed
 
 TASKS = ("voice_pack", "word", "drum_instrument", "language")
 METHODS = ("log-mel stats", "SSAMBA random init", "SSAMBA pretrained", "SSAST pretrained",
-           "SSAMBA pretrained, mean‖std", "SSAST pretrained, mean‖std", "SSAMBA random init, mean‖std")
+           "SSAMBA pretrained, mean‖std", "SSAST pretrained, mean‖std", "SSAMBA random init, mean‖std",
+           "SSAMBA random init, fine-tuned", "SSAMBA pretrained, fine-tuned", "SSAST pretrained, fine-tuned")
 CLI = [sys.executable, "-c", "import sys; from ssamba.cli import main; sys.exit(main())"]
 
 
@@ -74,21 +75,55 @@ def test_report_has_every_task_and_method_with_accuracies_inside_their_intervals
 
 def test_pictures_and_self_contained_html(demo):
     out, _ = demo
-    for name in ("loss_curves", "probe_accuracy", "embedding_pca", "confusion_matrix"):
+    names = ("loss_curves", "probe_accuracy", "finetune_accuracy", "accuracy_by_layer", "embedding_pca",
+             "confusion_matrix")
+    for name in names:
         data = (out / f"{name}.png").read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, name
     page = (out / "report.html").read_text()
-    assert page.count('src="data:image/png;base64,') == 4
+    assert page.count('src="data:image/png;base64,') == len(names)
     assert not re.search(r'src="(?!data:)', page)  # nothing fetched from elsewhere
     for task in TASKS:
         assert task in page
+
+
+def test_fine_tuning_stage_and_per_layer_probes(demo):
+    out, _ = demo
+    saved = json.loads((out / "results.json").read_text())
+    runs = saved["finetune_runs"]
+    assert {(r["task"], r["method"]) for r in runs} == {
+        (t, m) for t in TASKS for m in METHODS if m.endswith("fine-tuned")}
+    assert all(r["steps"] >= 1 for r in runs)
+    # quick mode: 4 layers = 2 SSAMBA layer pairs; the first pair is probed on its own
+    assert {(r["task"], r["method"]) for r in saved["per_layer"]} == {
+        (t, f"SSAMBA {which}, layer 0") for t in TASKS for which in ("random init", "pretrained")}
+    report = (out / "report.md").read_text()
+    assert "## Fine-tuning" in report and "Clean protocol" in report
+
+
+def test_clean_protocol_leaves_test_clips_out_of_pretraining(tmp_path):
+    from ssamba.data.demo_corpus import load_corpus_dir
+    from ssamba.data.demo_tasks import TaskConfig, build_demo_tasks
+    from ssamba.demo.pipeline import _pretraining_paths
+
+    corpus = load_corpus_dir(make_synthetic_corpus(tmp_path / "corpus"))
+    tasks = build_demo_tasks(corpus.files, TaskConfig(seed=0, max_per_class=10))
+    test = {i.path.resolve() for t in tasks for i in t.test_items}
+    train = {i.path.resolve() for t in tasks for i in t.train_items}
+    for pretrain_files in (None, 40):
+        clean = set(_pretraining_paths(corpus, tasks, DemoConfig(pretrain_files=pretrain_files)))
+        assert test and not clean & test
+        if pretrain_files is None:  # a clip can train one task and test another: then it is left out
+            assert train - test <= clean
+    everything = set(_pretraining_paths(corpus, tasks, DemoConfig(exclude_test_audio=False)))
+    assert test <= everything
 
 
 def test_checkpoints_load_and_differ_from_the_random_start(demo):
     out, _ = demo
     for model in ("ssamba", "ssast"):
         encoder = ssamba.load(out / model / "encoder")
-        assert encoder.config.arch == model and encoder.config.depth == 2 and encoder.config.input_tdim == 200
+        assert encoder.config.arch == model and encoder.config.depth == 4 and encoder.config.input_tdim == 200
         run_config = json.loads((out / model / "checkpoints" / "last" / "config.json").read_text())
         assert run_config["train"]["max_minutes"] == 0.05
         start = random_init_encoder({k: run_config[k] for k in ("model", "pretrain", "data", "train")})

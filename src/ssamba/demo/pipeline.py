@@ -6,13 +6,17 @@ count. What each stage does:
 1. corpus: the Debian corpus (`ssamba.data.demo_corpus.build_demo_corpus`, cached) or `--corpus DIR`;
    the held-out-group probe tasks (`ssamba.data.demo_tasks.build_demo_tasks`).
 2. features: the normalised fbank of every clip, once (cached; `ssamba.demo.features`).
-3. pretraining: SSAMBA, then SSAST, from scratch on all the audio unlabelled, each for the same
+3. pretraining: SSAMBA, then SSAST, from scratch on the audio unlabelled, each for the same
    wall-clock budget (`train.max_minutes`), with the masked-patch objective; each run directory
    gets metrics, checkpoints and an `encoder/` that `ssamba.load` / `ssamba embed --model` read.
+   Clean protocol (default): no test clip of any task is pretrained on.
 4. embeddings: pretrained SSAMBA, the same SSAMBA at its random initialisation (the exact
-   weights its pretraining started from), pretrained SSAST, and log-mel statistics.
+   weights its pretraining started from), pretrained SSAST, and log-mel statistics; for both
+   SSAMBAs also every layer (pair), for accuracy against depth.
 5. probes: a linear probe per task and feature set, accuracy with a 95 % bootstrap interval.
-6. report: `report.md`, `report.html` (self-contained) and the PNGs (`ssamba.demo.report`).
+6. fine-tuning: pretrained SSAMBA, its random initialisation and pretrained SSAST, each
+   fine-tuned on each task with one recipe and the same seconds (`ssamba.demo.finetune`).
+7. report: `report.md`, `report.html` (self-contained) and the PNGs (`ssamba.demo.report`).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ log = logging.getLogger(__name__)
 DEFAULT_CACHE = Path("~/.cache/ssamba/demo").expanduser()
 ENCODERS = ("ssamba", "ssast")
 MIN_CLIP_SECONDS = 0.03  # shorter clips hold no full 25 ms fbank frame at 16 kHz
+LAYER_TAG = ", layer "    # method name of a per-layer probe: "<encoder>, layer <k>" (0 = first layer pair)
 
 
 @dataclass
@@ -47,7 +52,10 @@ class DemoConfig:
     SSAST get the same). `depth`: encoder layers for both (shallower learns more per CPU
     minute). `two_pass`: the official joint objective runs two masked passes per step; one pass
     with both heads gives twice the steps per minute on a CPU. `max_per_class`: probe items per
-    class and split. `pretrain_files`: cap on pretraining clips (None: all)."""
+    class and split. `pretrain_files`: cap on pretraining clips (None: all).
+    `exclude_test_audio`: leave every task's test clips out of pretraining (the clean protocol).
+    `finetune_seconds`: wall clock of each fine-tuning run (0 skips the stage); `finetune_frames`,
+    `finetune_lr`: the rest of the fine-tuning recipe (`ssamba.demo.finetune.FinetuneRecipe`)."""
 
     minutes: float = 8.0
     seed: int = 0
@@ -65,13 +73,17 @@ class DemoConfig:
     probe_weight_decay: float = 1e-3
     probe_max_iter: int = 150
     threads: int = 2
+    exclude_test_audio: bool = True
+    finetune_seconds: float = 40.0
+    finetune_frames: int = 128
+    finetune_lr: float = 3e-4
     quick: bool = False
 
     @classmethod
     def quick_preset(cls, **overrides: Any) -> "DemoConfig":
-        """Smoke-test sizes: 2-layer encoders, half a minute each, a few hundred clips."""
-        base = dict(minutes=0.3, depth=2, warmup_steps=10, max_per_class=10, pretrain_files=300, probe_max_iter=50,
-                    quick=True)
+        """Smoke-test sizes: 4-layer encoders, seconds of training each, a few hundred clips."""
+        base = dict(minutes=0.3, depth=4, warmup_steps=10, max_per_class=10, pretrain_files=300, probe_max_iter=50,
+                    finetune_seconds=3.0, quick=True)
         return cls(**{**base, **overrides})
 
     def __post_init__(self) -> None:
@@ -79,6 +91,15 @@ class DemoConfig:
             raise ConfigError(f"--minutes={self.minutes}: must be positive")
         if self.depth < 1 or self.crop_frames < 16 or self.batch_size < 1 or self.threads < 1:
             raise ConfigError("demo config: depth, batch_size, threads must be >= 1 and crop_frames >= 16")
+        if self.finetune_seconds < 0 or self.finetune_frames < 16:
+            raise ConfigError("demo config: finetune_seconds must be >= 0 and finetune_frames >= 16")
+
+    def finetune_recipe(self):
+        """The fine-tuning recipe every encoder and task gets."""
+        from ssamba.demo.finetune import FinetuneRecipe
+
+        return FinetuneRecipe(seconds=self.finetune_seconds, frames=self.finetune_frames, lr=self.finetune_lr,
+                              threads=self.threads)
 
     def run_config(self, model: str) -> dict[str, Any]:
         """The pretraining run config (`ssamba.pretrain.run.load_run_config` sections) of `model`."""
@@ -136,12 +157,13 @@ def _load_corpus(corpus: str | Path | None, cache: Path, say: Callable[[str], No
 
 
 def _pretraining_paths(corpus, tasks, config: DemoConfig) -> list[Path]:
-    """All corpus clips (or, with `pretrain_files`, the probe clips plus a seeded sample of the rest,
-    at most that many in all)."""
-    every = [f.path.resolve() for f in corpus.files]
+    """All corpus clips but (with `exclude_test_audio`) every task's test clips; with
+    `pretrain_files`, the probe training clips plus a seeded sample of the rest, at most that many."""
+    test = {i.path.resolve() for t in tasks for i in t.test_items} if config.exclude_test_audio else set()
+    every = [f.path.resolve() for f in corpus.files if f.path.resolve() not in test]
     if config.pretrain_files is None or len(every) <= config.pretrain_files:
         return every
-    probe = sorted({i.path.resolve() for t in tasks for i in t.train_items + t.test_items})
+    probe = sorted({i.path.resolve() for t in tasks for i in t.train_items + t.test_items} - test)
     rest = sorted(set(every) - set(probe))
     random.Random(config.seed).shuffle(rest)
     return probe + rest[:max(0, config.pretrain_files - len(probe))]
@@ -216,16 +238,17 @@ def run_demo(out_dir: str | Path = "demo_out", corpus: str | Path | None = None,
         corpus_data.files = [f for f in corpus_data.files if f.duration >= MIN_CLIP_SECONDS]
     tasks = build_demo_tasks(corpus_data.files, TaskConfig(seed=config.seed, max_per_class=config.max_per_class))
     paths = _pretraining_paths(corpus_data, tasks, config)
-    store = stages.run("features", lambda: compute_fbanks(paths, cache_dir, max_seconds=config.max_clip_seconds,
-                                                          workers=config.threads))
+    probe_paths = sorted({i.path.resolve() for t in tasks for i in t.train_items + t.test_items})
+    store = stages.run("features", lambda: compute_fbanks(sorted(set(paths) | set(probe_paths)), cache_dir,
+                                                          max_seconds=config.max_clip_seconds, workers=config.threads))
     torch.set_num_threads(config.threads)
+    pretraining_fbanks = store.take(paths)
 
     runs = {}
     for model in ENCODERS:
         runs[model] = stages.run(f"pretrain {model}", lambda m=model: pretrain(
-            m, store.fbanks, store.pad_value, config, out / m))
+            m, pretraining_fbanks, store.pad_value, config, out / m))
 
-    probe_paths = sorted({i.path.resolve() for t in tasks for i in t.train_items + t.test_items})
     probe_fbanks = store.take(probe_paths)
     features: dict[str, np.ndarray] = {}
     features["log-mel stats"] = stages.run("embed log-mel", lambda: logmel_statistics(probe_fbanks))
@@ -238,12 +261,26 @@ def run_demo(out_dir: str | Path = "demo_out", corpus: str | Path | None = None,
         pooled = stages.run(f"embed {name}", lambda make=make: encoder_embeddings(make(), probe_fbanks))
         features[name] = pooled["mean"]
         features[f"{name}, mean‖std"] = pooled["mean_std"]
+    depth_features = stages.run("embed layers", lambda: {
+        f"{name}{LAYER_TAG}{k}": encoder_embeddings(model, probe_fbanks, layers=k)["mean"]
+        for name in ("SSAMBA random init", "SSAMBA pretrained") for model in [encoders[name]()]
+        for k in range(model.num_layers - 1)})  # the last layer is the headline row already
 
     row_of = {p: i for i, p in enumerate(probe_paths)}
     probe_config = ProbeConfig(weight_decay=config.probe_weight_decay, max_iter=config.probe_max_iter)
     torch.set_num_threads(1)  # L-BFGS on small matrices: a second thread only adds waiting on a busy machine
     results = stages.run("probes", lambda: probe_tasks(tasks, features, row_of, probe_config, config.seed))
+    depth_results = stages.run("probes per layer", lambda: probe_tasks(tasks, depth_features, row_of, probe_config,
+                                                                       config.seed))
     torch.set_num_threads(config.threads)
+    finetuned, finetune_runs = [], []
+    if config.finetune_seconds > 0:
+        from ssamba.demo.finetune import finetune_tasks
+
+        fbank_of = dict(zip(probe_paths, probe_fbanks)).__getitem__
+        finetuned, finetune_runs = stages.run("fine-tuning", lambda: finetune_tasks(
+            tasks, encoders, fbank_of, store.pad_value, config.finetune_recipe(), out / "finetune", config.seed, say))
+    results = results + finetuned
     embeddings_for_plot = {m: features[m] for m in ("log-mel stats", "SSAMBA pretrained")}
     corpus_info = {"root": str(corpus_data.root), "files": len(corpus_data.files),
                    "hours": round(corpus_data.total_duration / 3600, 3), "by_source": corpus_data.by_source(),
@@ -252,11 +289,15 @@ def run_demo(out_dir: str | Path = "demo_out", corpus: str | Path | None = None,
                    "probe_clips": len(probe_paths), "left_out_too_short": len(too_short)}
     environment = {"python": platform.python_version(), "torch": torch.__version__, "threads": config.threads,
                    "machine": platform.machine(), "cpus": os.cpu_count()}
-    images = stages.run("figures", lambda: make_figures(out, runs, results, tasks, embeddings_for_plot, row_of))
+    images = stages.run("figures", lambda: make_figures(out, runs, results, tasks, embeddings_for_plot, row_of,
+                                                        depth_results))
     stages.seconds["total"] = stages.total()
     report = write_report(out, config=config, corpus=corpus_info, tasks=tasks, runs=runs, results=results,
-                          timings=stages.seconds, environment=environment, images=images)
+                          timings=stages.seconds, environment=environment, images=images,
+                          depth_results=depth_results, finetune_runs=finetune_runs)
     (out / "results.json").write_text(json.dumps({"config": asdict(config), "results": [r.row() for r in results],
+                                                  "per_layer": [r.row() for r in depth_results],
+                                                  "finetune_runs": finetune_runs,
                                                   "timings_s": stages.seconds, "corpus": corpus_info}, indent=1))
     say(f"[demo] done in {stages.seconds['total'] / 60:.1f} min; report: {report['md']} and {report['html']}")
     return DemoResult(out, report["md"], report["html"], [r.row() for r in results], dict(stages.seconds),

@@ -19,6 +19,9 @@ import numpy as np
 # methods in table / chart order; the headline uses the official mean pooling
 HEADLINE = ("log-mel stats", "SSAMBA random init", "SSAMBA pretrained", "SSAST pretrained")
 CHART = ("log-mel stats", "SSAMBA random init", "SSAMBA pretrained", "SSAMBA pretrained, mean‖std", "SSAST pretrained")
+FINETUNE_CHART = ("SSAMBA random init", "SSAMBA pretrained", "SSAMBA random init, fine-tuned",
+                  "SSAMBA pretrained, fine-tuned", "SSAST pretrained, fine-tuned")
+FINETUNE_HEADLINE = ("SSAMBA random init, fine-tuned", "SSAMBA pretrained, fine-tuned", "SSAST pretrained, fine-tuned")
 PLOT_TASK_ORDER = ("drum_instrument", "word", "voice_pack", "language")
 
 
@@ -64,11 +67,12 @@ def plot_loss_curves(runs: dict[str, dict], path: Path) -> Path:
     return path
 
 
-def plot_probe_bars(results: Sequence, chance: dict[str, float], path: Path) -> Path:
+def plot_probe_bars(results: Sequence, chance: dict[str, float], path: Path, methods: Sequence[str] = CHART,
+                    title: str = "Linear probes on frozen embeddings (held-out groups)") -> Path:
     """Grouped bars: accuracy per task and method, 95 % bootstrap intervals, majority-class line."""
     plt = _plt()
     tasks = list(dict.fromkeys(r.task for r in results))
-    methods = [m for m in CHART if any(r.method == m for r in results)]
+    methods = [m for m in methods if any(r.method == m for r in results)]
     by = {(r.task, r.method): r for r in results}
     width = 0.8 / len(methods)
     fig, ax = plt.subplots(figsize=(max(7, 2.2 * len(tasks)), 4.5))
@@ -89,9 +93,32 @@ def plot_probe_bars(results: Sequence, chance: dict[str, float], path: Path) -> 
     ax.set_xticks(range(len(tasks)), labels=tasks)
     ax.set_ylim(0, 1)
     ax.set_ylabel("test accuracy (95 % CI)")
-    ax.set_title("Linear probes on frozen embeddings (held-out groups)")
+    ax.set_title(title)
     ax.legend(fontsize=8, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.1))
     ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_accuracy_by_layer(results: Sequence, depth_results: Sequence, path: Path) -> Path:
+    """Probe accuracy against layer (pair) per task, pretrained vs random init SSAMBA."""
+    plt = _plt()
+    tasks = list(dict.fromkeys(r.task for r in results))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for encoder in ("SSAMBA random init", "SSAMBA pretrained"):
+            points = sorted((int(r.method.rsplit(" ", 1)[1]), r.accuracy) for r in depth_results
+                            if r.task == task and r.method.startswith(encoder + ", layer "))
+            last = next((r.accuracy for r in results if r.task == task and r.method == encoder), None)
+            if last is not None:
+                points.append((len(points), last))
+            if points:
+                ax.plot([k + 1 for k, _ in points], [a for _, a in points], marker="o", label=encoder)
+        ax.set(title=task, xlabel="layer (pair)", ylabel="probe accuracy")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -127,12 +154,21 @@ def plot_embedding_pca(embeddings: dict[str, np.ndarray], labels: Sequence[str],
 
 
 def make_figures(out: Path, runs: dict[str, dict], results: Sequence, tasks: Sequence,
-                 plot_embeddings: dict[str, np.ndarray], row_of: dict[Path, int]) -> dict[str, Path]:
-    """All PNGs of the report: loss curves, probe bars, PCA and confusion matrix of one task."""
+                 plot_embeddings: dict[str, np.ndarray], row_of: dict[Path, int],
+                 depth_results: Sequence = ()) -> dict[str, Path]:
+    """All PNGs of the report: loss curves, probe and fine-tuning bars, accuracy by layer, PCA and
+    confusion matrix of one task."""
     from ssamba.train.metrics import confusion_matrix, write_confusion_matrix_png
 
+    chance = {t.name: t.chance for t in tasks}
     images = {"loss_curves": plot_loss_curves(runs, out / "loss_curves.png"),
-              "probe_accuracy": plot_probe_bars(results, {t.name: t.chance for t in tasks}, out / "probe_accuracy.png")}
+              "probe_accuracy": plot_probe_bars(results, chance, out / "probe_accuracy.png")}
+    if any(r.method in FINETUNE_HEADLINE for r in results):
+        images["finetune_accuracy"] = plot_probe_bars(
+            results, chance, out / "finetune_accuracy.png", FINETUNE_CHART,
+            "Fine-tuned vs probed (held-out groups, same seconds per fine-tuning run)")
+    if depth_results:
+        images["accuracy_by_layer"] = plot_accuracy_by_layer(results, depth_results, out / "accuracy_by_layer.png")
     task = next((t for name in PLOT_TASK_ORDER for t in tasks if t.name == name), tasks[0])
     rows = np.array([row_of[i.path.resolve()] for i in task.test_items])
     labels = [i.label for i in task.test_items]
@@ -180,8 +216,41 @@ def verdict(results: Sequence, tasks: Sequence) -> tuple[list[str], dict[str, in
     return lines, wins
 
 
+def _apart(a, b) -> int:
+    """+1 when a's interval lies above b's, -1 below, 0 when they overlap."""
+    return 1 if a.ci_low > b.ci_high else -1 if a.ci_high < b.ci_low else 0
+
+
+def finetune_verdict(results: Sequence, tasks: Sequence) -> list[str]:
+    """What the fine-tuning stage shows, counted per task (ahead, and ahead with intervals apart)."""
+    by = {(r.task, r.method): r for r in results}
+    names = [t.name for t in tasks]
+    if not all((n, m) in by for n in names for m in FINETUNE_HEADLINE):
+        return []
+
+    def count(first: str, second) -> str:
+        pairs = [(by[(n, first)], second(n)) for n in names]
+        ahead = sum(a.accuracy > b.accuracy for a, b in pairs)
+        apart = sum(_apart(a, b) > 0 for a, b in pairs)
+        return f"ahead on {ahead} of {len(names)} tasks ({apart} with 95 % intervals apart)"
+
+    best_ssamba = {n: max((by[(n, m)] for m in ("SSAMBA pretrained", "SSAMBA pretrained, fine-tuned")),
+                          key=lambda r: r.accuracy) for n in names}
+    return [
+        "Fine-tuned pretrained SSAMBA vs fine-tuned random-init SSAMBA: "
+        + count("SSAMBA pretrained, fine-tuned", lambda n: by[(n, "SSAMBA random init, fine-tuned")]) + ".",
+        "Fine-tuned pretrained SSAMBA vs fine-tuned pretrained SSAST (same pretraining minutes): "
+        + count("SSAMBA pretrained, fine-tuned", lambda n: by[(n, "SSAST pretrained, fine-tuned")]) + ".",
+        "Best pretrained SSAMBA result per task (probe or fine-tuned) vs log-mel statistics: "
+        f"ahead on {sum(best_ssamba[n].accuracy > by[(n, 'log-mel stats')].accuracy for n in names)} of "
+        f"{len(names)} tasks ({sum(_apart(best_ssamba[n], by[(n, 'log-mel stats')]) > 0 for n in names)} with "
+        "95 % intervals apart).",
+    ]
+
+
 def build_document(config, corpus: dict, tasks: Sequence, runs: dict[str, dict], results: Sequence,
-                   timings: dict[str, float], environment: dict, images: dict[str, Path]) -> list[tuple]:
+                   timings: dict[str, float], environment: dict, images: dict[str, Path],
+                   depth_results: Sequence = (), finetune_runs: Sequence = ()) -> list[tuple]:
     """The report as blocks: ("h", level, text), ("p", text), ("table", header, rows), ("img", alt, path), ("code", text)."""
     doc: list[tuple] = [("h", 1, "ssamba demo: self-supervised pretraining on real audio, on a CPU")]
     total = timings.get("total")
@@ -201,6 +270,10 @@ def build_document(config, corpus: dict, tasks: Sequence, runs: dict[str, dict],
                      f"{n} tasks and than log-mel statistics on {wins['log-mel stats']} of {n} tasks."))
     for line in lines:
         doc.append(("p", line))
+    for line in finetune_verdict(results, tasks):
+        doc.append(("p", line))
+    if getattr(config, "exclude_test_audio", False):
+        doc.append(("p", "Clean protocol: no test clip of any task was in the pretraining audio."))
 
     doc.append(("h", 2, "Results"))
     by = {(r.task, r.method): r for r in results}
@@ -220,6 +293,24 @@ def build_document(config, corpus: dict, tasks: Sequence, runs: dict[str, dict],
                 for r in results if r.task == t.name]
         doc.append(_table(["method", "accuracy %", "95 % CI", "macro-F1 %", "dim"], rows))
     doc.append(("img", "probe accuracy per task", images["probe_accuracy"]))
+    if "finetune_accuracy" in images:
+        doc.append(("h", 2, "Fine-tuning"))
+        doc.append(("p", f"Each encoder fine-tuned end to end on each task with one recipe and the same wall clock "
+                         f"({config.finetune_seconds:g} s per run; crops of {config.finetune_frames} frames, "
+                         f"lr {config.finetune_lr:g}, head lr x10, SpecAugment), one seed; test accuracy with "
+                         f"the same bootstrap interval."))
+        ft_rows = [[t.name, _pct(t.chance)] + [_pct(by[(t.name, m)].accuracy) if (t.name, m) in by else ""
+                                               for m in FINETUNE_HEADLINE] for t in tasks]
+        doc.append(_table(["task", "majority"] + list(FINETUNE_HEADLINE), ft_rows))
+        doc.append(_table(["task", "method", "steps", "epochs", "last loss", "seconds"],
+                          [[r["task"], r["method"], r["steps"], r["epochs"], f"{r['last_loss']:.3f}", r["seconds"]]
+                           for r in finetune_runs]))
+        doc.append(("img", "fine-tuned vs probed accuracy", images["finetune_accuracy"]))
+    if "accuracy_by_layer" in images:
+        doc.append(("h", 2, "Probe accuracy against depth"))
+        doc.append(("p", "The official embedding pools the last layer; here every SSAMBA layer pair is probed "
+                         "(`Embedder(layers=k)`, `ssamba embed --layers k`)."))
+        doc.append(("img", "probe accuracy by layer", images["accuracy_by_layer"]))
     doc.append(("p", "Intervals: percentile bootstrap over test clips (1000 resamples). "
                      "\"mean‖std\" rows pool the encoder's tokens by mean and standard deviation, concatenated "
                      "(an option; the official embedding is the mean)."))
