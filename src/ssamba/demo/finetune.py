@@ -38,7 +38,7 @@ class FinetuneRecipe:
     frames: int = 128
     batch_size: int = 16
     lr: float = 3e-4
-    head_lr_mult: float = 10.0
+    head_lr_mult: float = 3.0
     weight_decay: float = 5e-7
     warmup_steps: int = 10
     freq_mask: int = 24

@@ -76,7 +76,7 @@ class DemoConfig:
     exclude_test_audio: bool = True
     finetune_seconds: float = 40.0
     finetune_frames: int = 128
-    finetune_lr: float = 3e-4
+    finetune_lr: float = 1e-3
     quick: bool = False
 
     @classmethod
