@@ -297,8 +297,8 @@ def build_document(config, corpus: dict, tasks: Sequence, runs: dict[str, dict],
         doc.append(("h", 2, "Fine-tuning"))
         doc.append(("p", f"Each encoder fine-tuned end to end on each task with one recipe and the same wall clock "
                          f"({config.finetune_seconds:g} s per run; crops of {config.finetune_frames} frames, "
-                         f"lr {config.finetune_lr:g}, head lr x3, SpecAugment), one seed; test accuracy with "
-                         f"the same bootstrap interval."))
+                         f"lr {config.finetune_lr:g}, head lr x{config.finetune_recipe().head_lr_mult:g}, "
+                         f"SpecAugment), one seed; test accuracy with the same bootstrap interval."))
         ft_rows = [[t.name, _pct(t.chance)] + [_pct(by[(t.name, m)].accuracy) if (t.name, m) in by else ""
                                                for m in FINETUNE_HEADLINE] for t in tasks]
         doc.append(_table(["task", "majority"] + list(FINETUNE_HEADLINE), ft_rows))
