@@ -58,7 +58,8 @@ def write_esc50(root: Path, n_classes: int = 50, clips_per_fold: int = 1, second
                 src = 100000 + target * 100 + fold * 10 + take
                 name = f"{fold}-{src}-{'ABCDEFG'[take]}-{target}.wav"
                 write_clip(root / "audio" / name, target, seconds, seed=src)
-                rows.append((name, fold, target, ESC50_CATEGORIES[target], target < 10 and "True" or "False", src, "ABCDEFG"[take]))
+                rows.append((name, fold, target, ESC50_CATEGORIES[target], target < 10 and "True" or "False", src,
+                             "ABCDEFG"[take]))
     order = np.random.default_rng(0).permutation(len(rows))
     (root / "meta").mkdir(parents=True, exist_ok=True)
     lines = ["filename,fold,target,category,esc10,src_file,take"] + [",".join(map(str, rows[i])) for i in order]
@@ -131,7 +132,8 @@ def write_audioset(root: Path, n_train: int = 8, n_eval: int = 6, missing: int =
     (root / "class_labels_indices.csv").write_text("\n".join(lines) + "\n")
     expected = {}
     n = 0
-    for split, csv_name, count, sub in (("train", "balanced_train_segments.csv", n_train, "train"), ("test", "eval_segments.csv", n_eval, "eval")):
+    for split, csv_name, count, sub in (("train", "balanced_train_segments.csv", n_train, "train"),
+                                        ("test", "eval_segments.csv", n_eval, "eval")):
         rows = [
             "# Segments csv created Sun Mar  5 10:54:31 2017",
             f"# num_ytids={count}, num_segs={count}, num_unique_labels=5, num_positive_labels={count}",
@@ -201,7 +203,8 @@ def write_iemocap(root: Path, sessions: int = 5, seconds: float = 0.5) -> dict:
                 lines.append(f"C-E1:\t{emotion};\t()")
                 lines.append("")
                 class_index = list(IEMOCAP_EMOTIONS).index(keep.get(emotion, emotion))
-                write_clip(root / f"Session{s}" / "sentences" / "wav" / dialog / f"{utterance}.wav", class_index, seconds, seed=s * 100 + d * 10 + k)
+                write_clip(root / f"Session{s}" / "sentences" / "wav" / dialog / f"{utterance}.wav", class_index, seconds,
+                           seed=s * 100 + d * 10 + k)
                 if emotion in keep:
                     per_class[keep[emotion]] += 1
             eval_dir = root / f"Session{s}" / "dialog" / "EmoEvaluation"
@@ -224,7 +227,8 @@ def write_folder_per_label(root: Path, classes: list[str], per_class: int = 3, s
     return {"classes": sorted(classes), "per_class": per_class}
 
 
-def write_csv_dataset(root: Path, classes: list[str], per_class: int = 4, folds: int = 2, seconds: float = 0.5, spread: int = 1) -> Path:
+def write_csv_dataset(root: Path, classes: list[str], per_class: int = 4, folds: int = 2, seconds: float = 0.5,
+                      spread: int = 1) -> Path:
     """root/clips/*.wav and root/manifest.csv with `path,label,fold` (paths relative to root).
     Class c sounds like tone class c * spread (spread > 1 puts classes in distant mel bands)."""
     root = Path(root)

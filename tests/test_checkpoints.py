@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import ssamba
-from ssamba.checkpoints import convert_official, load_official_state, load_state
 from ssamba.cli import main as cli_main
 from ssamba.errors import CheckpointError
+from ssamba.models import convert_official, load_official_state, load_state
 
 torch.set_num_threads(1)
 FIX = Path(__file__).parent / "fixtures" / "official"

@@ -8,7 +8,6 @@ from collections import Counter
 
 import pytest
 import soundfile as sf
-
 from dataset_layouts import (
     AUDIOSET_CLASSES,
     ESC50_CATEGORIES,
@@ -20,6 +19,7 @@ from dataset_layouts import (
     write_speech_commands,
     write_voxceleb1,
 )
+
 from ssamba.data.datasets import (
     read_audioset,
     read_dataset,

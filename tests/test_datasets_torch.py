@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
 from dataset_layouts import write_audioset, write_speech_commands
-from ssamba.data.datasets import AudioClassificationDataset, multi_hot, read_audioset, read_speech_commands
+
+from ssamba.data.classification import AudioClassificationDataset, multi_hot
+from ssamba.data.datasets import read_audioset, read_speech_commands
 from ssamba.data.manifests import AudioItem
 from ssamba.errors import DataError
 from ssamba.features.augment import AugmentConfig, Augmenter

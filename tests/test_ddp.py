@@ -5,10 +5,10 @@ import subprocess
 import sys
 
 import torch
+from test_resume import REPO, make_audio_folder
 
 from ssamba.pretrain import load_pretrained_task
-from ssamba.train.trainer import read_metrics
-from test_resume import REPO, make_audio_folder
+from ssamba.train.metrics_log import read_metrics
 
 CHECK = """
 import sys, torch, torch.distributed as dist
@@ -49,7 +49,7 @@ def test_torchrun_two_processes_gloo(tmp_path):
            "train.progress=false", "train.device=cpu"]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
-    line = next(l for l in res.stdout.splitlines() if l.startswith("MAXDIFF"))
+    line = next(row for row in res.stdout.splitlines() if row.startswith("MAXDIFF"))
     _, diff, _, world, _, norm = line.split()
     assert int(world) == 2 and float(diff) == 0.0 and float(norm) > 0
     rows = read_metrics(out / "metrics.csv")  # rank 0 alone logs: one row per step

@@ -15,11 +15,11 @@ import pytest
 import torch
 
 import ssamba
-from ssamba.data.demo_corpus import make_synthetic_corpus
 from ssamba.demo.embeddings import encoder_embeddings, logmel_statistics
 from ssamba.demo.evaluate import bootstrap_ci
 from ssamba.demo.features import compute_fbanks
 from ssamba.demo.pipeline import DemoConfig, random_init_encoder
+from ssamba.demo.synthetic import make_synthetic_corpus
 from ssamba.inference import embed
 
 TASKS = ("voice_pack", "word", "drum_instrument", "language")
@@ -102,9 +102,9 @@ def test_fine_tuning_stage_and_per_layer_probes(demo):
 
 
 def test_clean_protocol_leaves_test_clips_out_of_pretraining(tmp_path):
-    from ssamba.data.demo_corpus import load_corpus_dir
-    from ssamba.data.demo_tasks import TaskConfig, build_demo_tasks
+    from ssamba.demo.corpus import load_corpus_dir
     from ssamba.demo.pipeline import _pretraining_paths
+    from ssamba.demo.tasks import TaskConfig, build_demo_tasks
 
     corpus = load_corpus_dir(make_synthetic_corpus(tmp_path / "corpus"))
     tasks = build_demo_tasks(corpus.files, TaskConfig(seed=0, max_per_class=10))
@@ -192,6 +192,6 @@ def test_fetch_failure_is_one_line_telling_how_to_pass_a_corpus(tmp_path):
     run = subprocess.run(CLI + ["demo", "--quick", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "o")],
                          capture_output=True, text=True, timeout=120, env=env)
     assert run.returncode == 2
-    lines = [l for l in run.stderr.splitlines() if l.startswith("ssamba demo: error:")]
+    lines = [row for row in run.stderr.splitlines() if row.startswith("ssamba demo: error:")]
     assert len(lines) == 1 and "--corpus DIR" in lines[0] and "apt-get" in lines[0]
     assert "Traceback" not in run.stderr

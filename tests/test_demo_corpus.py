@@ -11,16 +11,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ssamba.data import demo_corpus as dc
-from ssamba.data.demo_corpus import (
-    DEFAULT_PACKAGES,
+from ssamba.demo import corpus as dc
+from ssamba.demo.corpus import DEFAULT_PACKAGES, build_demo_corpus, load_corpus_dir, load_manifest, save_manifest
+from ssamba.demo.synthetic import (
     PACKAGE_AUDIO_DIRS,
     SyntheticCorpusConfig,
-    build_demo_corpus,
-    load_corpus_dir,
-    load_manifest,
     make_synthetic_corpus,
-    save_manifest,
     write_synthetic_package,
 )
 from ssamba.errors import DataError

@@ -10,8 +10,8 @@ import subprocess
 import pytest
 import soundfile as sf
 
-from ssamba.data.demo_corpus import build_demo_corpus
-from ssamba.data.demo_tasks import build_demo_tasks
+from ssamba.demo.corpus import build_demo_corpus
+from ssamba.demo.tasks import build_demo_tasks
 
 pytestmark = pytest.mark.network
 

@@ -12,8 +12,9 @@ import soundfile as sf
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from ssamba.data.demo_corpus import CorpusFile, load_corpus_dir, make_synthetic_corpus
-from ssamba.data.demo_tasks import TaskConfig, build_demo_tasks, derive_labels, drum_instrument, make_task
+from ssamba.demo.corpus import CorpusFile, load_corpus_dir
+from ssamba.demo.synthetic import make_synthetic_corpus
+from ssamba.demo.tasks import TaskConfig, build_demo_tasks, derive_labels, drum_instrument, make_task
 from ssamba.errors import DataError
 
 

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 import ssamba
-from ssamba.data.demo_corpus import build_demo_corpus
+from ssamba.demo.corpus import build_demo_corpus
 
 pytestmark = pytest.mark.network
 

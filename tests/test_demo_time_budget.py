@@ -5,13 +5,14 @@ import time
 
 import pytest
 import torch
+from pretrain_helpers import SyntheticFbankDataset, tiny_encoder
 
 from ssamba.errors import ConfigError
 from ssamba.pretrain.task import MaskedPatchConfig, MaskedPatchPretraining
 from ssamba.train.checkpointing import load_checkpoint
 from ssamba.train.config import TrainConfig
-from ssamba.train.trainer import Trainer, read_metrics
-from pretrain_helpers import SyntheticFbankDataset, tiny_encoder
+from ssamba.train.metrics_log import read_metrics
+from ssamba.train.trainer import Trainer
 
 
 class SlowDataset(SyntheticFbankDataset):

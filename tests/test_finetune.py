@@ -8,14 +8,13 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from dataset_layouts import write_csv_dataset
+
 from ssamba.data.manifests import read_csv_manifest
+from ssamba.downstream.finetune import FinetuneConfig, FinetuneTask, build_encoder, evaluate, finetune, load_finetuned, plan_runs
 from ssamba.errors import ConfigError
 from ssamba.train.config import TrainConfig
-from ssamba.train.finetune import (FinetuneConfig, FinetuneTask, build_encoder, evaluate, finetune, load_finetuned,
-                                   plan_runs)
-from ssamba.train.trainer import read_metrics
+from ssamba.train.metrics_log import read_metrics
 
 TINY = dict(depth=2, embed_dim=32, scan_backend="chunked", drop_path_rate=0.0)
 

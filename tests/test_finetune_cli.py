@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from dataset_layouts import write_csv_dataset
+
 from ssamba.cli import main
-from ssamba.train.finetune import load_finetune_config
+from ssamba.downstream.finetune import load_finetune_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "finetune"
 
@@ -46,7 +46,7 @@ def test_cli_finetune_evaluate_probe(tmp_path, capsys):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump(config))
     run = tmp_path / "run"
-    assert main(["finetune", "--config", str(cfg), "--data", str(csv_path), "--out", str(run), "--set", "train.max_steps=2"]) == 0
+    assert main(["finetune", "--config", str(cfg), "--data", str(csv_path), "--out", str(run), "train.max_steps=2"]) == 0
     results = json.loads((run / "results.json").read_text())
     assert list(results["runs"]) == ["fold1"] and results["finetune"]["folds"] == [1]
     assert "| fold1 |" in capsys.readouterr().out
@@ -63,23 +63,26 @@ def test_cli_finetune_evaluate_probe(tmp_path, capsys):
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
-    assert main(["finetune", "--config", str(tmp_path / "missing.yaml"), "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    missing = str(tmp_path / "missing.yaml")
+    assert main(["finetune", "--config", missing, "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "missing.yaml" in err
     bad = tmp_path / "bad.yaml"
     bad.write_text("finetune:\n  dataset: esc50\n  colour: red\n")
     assert main(["finetune", "--config", str(bad), "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "finetune.colour" in capsys.readouterr().err
-    assert main(["probe", "--model", str(tmp_path / "nomodel"), "--data", str(tmp_path / "nodata"), "--out", str(tmp_path / "p")]) == 2
+    assert main(["probe", "--model", str(tmp_path / "nomodel"), "--data", str(tmp_path / "nodata"),
+                 "--out", str(tmp_path / "p")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "nodata" in err
 
 
 def test_probe_on_audioset_layout_reports_skips_and_map(tmp_path):
     """Multi-label path: AudioSet layout with a missing clip -> mAP / d' results and the skip count."""
-    import ssamba
     from dataset_layouts import write_audioset
-    from ssamba.train.probe import probe
+
+    import ssamba
+    from ssamba.downstream.probe import probe
 
     torch.manual_seed(0)
     ssamba.create_model("ssamba_tiny", depth=2, embed_dim=32, scan_backend="chunked").save_pretrained(tmp_path / "m")

@@ -103,7 +103,7 @@ def test_batching_does_not_change_embeddings(model):
 
 
 def test_official_pth_and_converted_dir_give_identical_embeddings(tmp_path):
-    from ssamba.checkpoints.convert import convert_official
+    from ssamba.models.checkpoint import convert_official
     convert_official(OFFICIAL, tmp_path / "converted")
     waves = [tone(1.5, 500), tone(0.5, 800)]
     a = embed(waves, OFFICIAL, sample_rate=SR)

@@ -8,8 +8,8 @@ import torch
 from scipy.stats import norm
 from sklearn import metrics as skm
 
+from ssamba.downstream import metrics as M
 from ssamba.errors import DataError
-from ssamba.train import metrics as M
 
 
 def multilabel_data(seed: int, n: int = 200, c: int = 12, ties: bool = False):
@@ -94,7 +94,8 @@ def test_writers(tmp_path):
         M.write_confusion_matrix_png(matrix, ["a", "b"], tmp_path / "x.png")
 
     agg = M.aggregate_folds([{"accuracy": 0.8}, {"accuracy": 0.9}])
-    md = M.write_results_markdown({"fold 1": {"accuracy": 0.8}, "fold 2": {"accuracy": 0.9}, "mean ± std": agg}, tmp_path / "results.md", title="ESC-50")
+    rows = {"fold 1": {"accuracy": 0.8}, "fold 2": {"accuracy": 0.9}, "mean ± std": agg}
+    md = M.write_results_markdown(rows, tmp_path / "results.md", title="ESC-50")
     lines = md.read_text().splitlines()
     assert lines[0] == "## ESC-50"
     assert lines[2] == "| run | accuracy |"

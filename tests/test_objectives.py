@@ -3,10 +3,10 @@
 import math
 
 import torch
+from pretrain_helpers import synthetic_fbank, tiny_encoder
 
 from ssamba.pretrain.objectives import info_nce, patch_mse
 from ssamba.pretrain.task import MaskedPatchConfig, MaskedPatchPretraining
-from pretrain_helpers import synthetic_fbank, tiny_encoder
 
 
 def test_info_nce_hand_computed():

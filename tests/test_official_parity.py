@@ -18,8 +18,8 @@ import pytest
 import torch
 
 import ssamba
-from ssamba.checkpoints import load_official_state
-from ssamba.checkpoints.io import build_encoder
+from ssamba.models.checkpoint import build_encoder
+from ssamba.models.official import load_official_state
 
 FIX = Path(__file__).parent / "fixtures" / "official"
 TOL = 5e-5

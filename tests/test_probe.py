@@ -6,12 +6,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from dataset_layouts import write_csv_dataset
 from sklearn.linear_model import LogisticRegression
 
-from dataset_layouts import write_csv_dataset
-from ssamba.data.datasets import AudioClassificationDataset
+from ssamba.data.classification import AudioClassificationDataset
 from ssamba.data.manifests import read_csv_manifest
-from ssamba.train.probe import LinearProbe, ProbeConfig, cached_embeddings, extract_embeddings, fingerprint, fit_and_evaluate_probe
+from ssamba.downstream.probe import (
+    LinearProbe,
+    ProbeConfig,
+    cached_embeddings,
+    extract_embeddings,
+    fingerprint,
+    fit_and_evaluate_probe,
+)
 
 
 def blobs(seed: int, n: int = 120, d: int = 6, c: int = 3):
@@ -96,7 +103,7 @@ def test_probe_recipe_with_tiny_ssamba(tmp_path):
     import json
 
     import ssamba
-    from ssamba.train.probe import probe
+    from ssamba.downstream.probe import probe
 
     torch.manual_seed(0)
     ssamba.create_model("ssamba_tiny", depth=2, embed_dim=32, scan_backend="chunked").save_pretrained(tmp_path / "model")

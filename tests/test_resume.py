@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ssamba.train.trainer import read_metrics
+from ssamba.train.metrics_log import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -4,14 +4,14 @@ import tarfile
 
 import pytest
 import torch
+from test_resume import REPO, make_audio_folder
 
 from ssamba.cli import main
 from ssamba.data.audio_folder import AudioCropDataset, list_audio
 from ssamba.data.shards import ShardStream, write_shards
 from ssamba.errors import ConfigError, DataError
 from ssamba.pretrain import load_run_config, run_pretraining
-from ssamba.train.trainer import read_metrics
-from test_resume import REPO, make_audio_folder
+from ssamba.train.metrics_log import read_metrics
 
 
 def test_write_shards_cli_and_stream(tmp_path):
@@ -95,11 +95,9 @@ def test_pretraining_pads_clicks_and_names_a_corrupt_file_in_one_line(tmp_path):
     """A 20 ms click is data (padded to one frame); a corrupt file stops the CLI with one line, even
     when it is decoded in a DataLoader worker (whose error text carries the worker's traceback)."""
     import subprocess
-    import sys
 
     import numpy as np
     import soundfile as sf
-
     from test_resume import make_audio_folder, pretrain_cmd
 
     data = make_audio_folder(tmp_path / "audio", n=4)

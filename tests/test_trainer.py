@@ -4,14 +4,15 @@ import json
 
 import pytest
 import torch
+from pretrain_helpers import SyntheticFbankDataset, tiny_encoder
 from torch import nn
 
 from ssamba.errors import TrainingError
 from ssamba.pretrain.task import MaskedPatchConfig, MaskedPatchPretraining
 from ssamba.train.checkpointing import load_checkpoint
 from ssamba.train.config import TrainConfig
-from ssamba.train.trainer import LRSchedule, Trainer, read_metrics
-from pretrain_helpers import SyntheticFbankDataset, tiny_encoder
+from ssamba.train.metrics_log import read_metrics
+from ssamba.train.trainer import LRSchedule, Trainer
 
 
 def _task(seed=0):

@@ -22,7 +22,7 @@ _LAZY = {
     "SSAMBA": "ssamba.models.encoder",
     "SSAST": "ssamba.models.encoder",
     "EncoderConfig": "ssamba.models.config",
-    "load": "ssamba.checkpoints.io",
+    "load": "ssamba.models.checkpoint",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -110,7 +110,7 @@ class Embedder:
             raise ConfigError(f"hop_frames={hop_frames}: larger than the window ({self.window} frames)")
         self.hop = hop
         self.features = FeatureExtractor(dataclasses.replace(feature_config_for(model), target_length=None))
-        self.pad_value = float(-self.features.config.mean / (2 * self.features.config.std))
+        self.pad_value = self.features.config.pad_value
         self.layers = resolve_layers(layers, model.num_layers)
 
     @property
@@ -223,7 +223,7 @@ class Embedder:
 def as_encoder(model) -> torch.nn.Module:
     """An encoder object as is, or one loaded with ``ssamba.load`` from a path."""
     if isinstance(model, (str, Path)):
-        from ssamba.checkpoints.io import load
+        from ssamba.models.checkpoint import load
         return load(model)
     return model
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ssamba.bench.measure import MeasureSpec, frames_for_tokens
+from ssamba.bench.measure import MeasureSpec, cpu_model, frames_for_tokens, label
 
 PAPER_RATIOS_22K = {"time": 0.073, "memory": 0.046}
 DEFAULT_TOKENS = (512, 1024, 4096, 8192, 22000)
@@ -46,13 +46,7 @@ class BenchConfig:
 
 def machine_info() -> dict:
     """CPU model, cores, memory, torch build: what the figures were measured on."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
+    info = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "python": platform.python_version(),
             "mem_total_gib": round(_meminfo("MemTotal") / 2**20, 1)}
     if torch.cuda.is_available():
@@ -129,13 +123,6 @@ def run_spec(spec: MeasureSpec, timeout_s: float) -> dict:
             reason = lines[-1] if lines else f"exit code {proc.returncode}"
         return {**base, "skipped": reason}
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def label(row: dict) -> str:
-    """Short name of a configuration, e.g. ``ssast_tiny/naive`` or ``ssamba_tiny/fused``."""
-    spec = row["spec"]
-    variant = spec.get("attention") if spec["model"].startswith("ssast") else (row.get("backend") or spec.get("scan") or "auto")
-    return f"{spec['model']}/{variant}"
 
 
 def ratios(rows: list[dict]) -> list[dict]:

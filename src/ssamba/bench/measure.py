@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
 import resource
 import statistics
 import sys
@@ -24,6 +25,8 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import torch
+
+from ssamba.nn.patch import patch_grid_size
 
 FREQ_BINS = 128
 
@@ -67,7 +70,7 @@ class MeasureResult:
 def frames_for_tokens(tokens: int, fshape: int = 16, tshape: int = 16, fstride: int = 16, tstride: int = 16,
                       fdim: int = FREQ_BINS) -> int:
     """Fbank frames whose patch grid has at least ``tokens`` patches (pretraining geometry by default)."""
-    rows = (fdim - fshape) // fstride + 1
+    rows = patch_grid_size(fdim, tshape, fshape, tshape, fstride, tstride)[0]
     cols = max(1, math.ceil(tokens / rows))
     return (cols - 1) * tstride + tshape
 
@@ -191,3 +194,19 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+def label(row: dict) -> str:
+    """Short name of a configuration, e.g. ``ssast_tiny/naive`` or ``ssamba_tiny/fused``."""
+    spec = row["spec"]
+    variant = spec.get("attention") if spec["model"].startswith("ssast") else (row.get("backend") or spec.get("scan") or "auto")
+    return f"{spec['model']}/{variant}"
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), for benchmark headers."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine() or "unknown CPU"

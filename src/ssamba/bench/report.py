@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
+
+from ssamba.bench.measure import label
+from ssamba.checkpoints.format import atomic_write_text
 
 
 def markdown_table(result: dict) -> str:
     """Seconds per forward (peak MiB) per configuration and token count, then the ratios."""
-    from ssamba.bench.efficiency import label
-
     rows = result["results"]
     tokens = sorted({r["spec"]["tokens"] for r in rows})
     names = sorted({label(r) for r in rows})
@@ -54,8 +53,6 @@ def plot(result: dict, path: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ssamba.bench.efficiency import label
-
     series = defaultdict(list)
     for r in result["results"]:
         if not r.get("skipped"):
@@ -81,20 +78,13 @@ def plot(result: dict, path: str | Path) -> None:
     plt.close(fig)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def save_results(result: dict, out_dir: str | Path) -> dict[str, Path]:
     """Write ``<mode>_<device>.json``, ``.md`` and ``.png`` into ``out_dir``; returns the paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"{result['config']['mode']}_{result['config']['device']}"
     paths = {"json": out / f"{stem}.json", "md": out / f"{stem}.md", "png": out / f"{stem}.png"}
-    _atomic_write(paths["json"], json.dumps(result, indent=2))
-    _atomic_write(paths["md"], markdown_table(result))
+    atomic_write_text(paths["json"], json.dumps(result, indent=2))
+    atomic_write_text(paths["md"], markdown_table(result))
     plot(result, paths["png"])
     return paths

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,6 +28,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
+from ssamba.bench.measure import cpu_model
 from ssamba.nn.scan import available_backends, selective_scan
 
 
@@ -60,15 +60,7 @@ class ScanBenchConfig:
 
 def machine_description() -> str:
     """CPU model, cores and library versions, for the table header."""
-    model = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    model = cpu_model()
     versions = f"torch {torch.__version__}"
     try:
         import numba

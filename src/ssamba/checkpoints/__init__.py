@@ -1,7 +1,15 @@
-"""ssamba.checkpoints: save/load self-describing checkpoints and convert official ``.pth`` files."""
+"""The on-disk checkpoint format (files only; ``ssamba.models.checkpoint`` builds encoders from it)."""
 
-from ssamba.checkpoints.convert import convert_official, infer_official_config, load_official_state
-from ssamba.checkpoints.io import load, load_state, save_pretrained
+from ssamba.checkpoints.format import (
+                                       CONFIG_FILE,
+                                       EXTRA_FILE,
+                                       WEIGHTS_FILE,
+                                       atomic_write,
+                                       atomic_write_text,
+                                       read_encoder_files,
+                                       resolve_run_dir,
+                                       write_encoder_files,
+)
 
-__all__ = ["load", "load_state", "save_pretrained", "convert_official", "load_official_state",
-           "infer_official_config"]
+__all__ = ["CONFIG_FILE", "EXTRA_FILE", "WEIGHTS_FILE", "atomic_write", "atomic_write_text", "read_encoder_files",
+           "resolve_run_dir", "write_encoder_files"]

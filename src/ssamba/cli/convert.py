@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from ssamba.checkpoints.convert import convert_official
-from ssamba.checkpoints.io import load
+from ssamba.models.checkpoint import convert_official, load
 
 
 def add_parser(sub) -> None:

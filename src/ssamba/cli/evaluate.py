@@ -1,5 +1,5 @@
 """`ssamba evaluate`: score the model(s) of a fine-tuning run on a dataset
-(see ``ssamba.train.finetune.evaluate``)."""
+(see ``ssamba.downstream.finetune.evaluate``)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ssamba.train.finetune import evaluate
+    from ssamba.downstream.finetune import evaluate
 
     out = Path(args.out) if args.out else Path(args.model) / "evaluation"
     evaluate(args.model, args.data, out, batch_size=args.batch_size)

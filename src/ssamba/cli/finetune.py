@@ -1,8 +1,9 @@
 """`ssamba finetune`: fine-tune an encoder on a dataset with a recipe config
-(see ``ssamba.train.finetune.finetune``)."""
+(see ``ssamba.downstream.finetune.finetune``)."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 
@@ -15,15 +16,16 @@ def add_parser(sub) -> None:
     p.add_argument("--init", default=None, help="pretrained checkpoint dir or official .pth (default: random init)")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--dataset", default=None, help="reader name overriding the config's finetune.dataset ('auto' detects)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set train.lr=5e-5 (repeatable)")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="config overrides, e.g. train.lr=5e-5 (the same syntax as `ssamba pretrain`)")
+    p.add_argument("--set", dest="set_overrides", action="append", default=[], help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ssamba.train.finetune import finetune, load_finetune_config
+    from ssamba.downstream.finetune import finetune, load_finetune_config
 
-    config, train_config = load_finetune_config(args.config, args.overrides)
+    config, train_config = load_finetune_config(args.config, args.overrides + args.set_overrides)
     if args.dataset:
         config.dataset = args.dataset
     results = finetune(config, train_config, args.data, args.out, init=args.init)

@@ -1,4 +1,4 @@
-"""`ssamba probe`: linear probe of a frozen encoder (see ``ssamba.train.probe.probe``)."""
+"""`ssamba probe`: linear probe of a frozen encoder (see ``ssamba.downstream.probe.probe``)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ssamba.train.probe import ProbeConfig, probe
+    from ssamba.downstream.probe import ProbeConfig, probe
 
     probe(args.model, args.data, args.out, dataset=args.dataset, features=args.features, folds=args.folds,
           config=ProbeConfig(weight_decay=args.weight_decay), device=args.device)

@@ -17,9 +17,7 @@ from torch.utils.data import Dataset
 
 from ssamba.audio.io import AUDIO_EXTENSIONS, list_audio_files
 from ssamba.errors import DataError
-
-FRAME_SHIFT = 160   # samples per fbank frame at 16 kHz (10 ms)
-FRAME_LENGTH = 400  # samples per fbank window (25 ms)
+from ssamba.features.fbank import samples_for_frames
 
 
 def list_audio(source: str | Path) -> list[Path]:
@@ -64,8 +62,8 @@ def list_audio(source: str | Path) -> list[Path]:
 
 
 def crop_samples(frames: int) -> int:
-    """Waveform samples that give exactly ``frames`` fbank frames."""
-    return (frames - 1) * FRAME_SHIFT + FRAME_LENGTH
+    """Waveform samples that give exactly ``frames`` fbank frames (16 kHz, 25 ms / 10 ms)."""
+    return samples_for_frames(frames)
 
 
 def random_crop(wave: torch.Tensor, frames: int, item_seed: int) -> torch.Tensor:

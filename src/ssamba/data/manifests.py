@@ -2,7 +2,7 @@
 and readers for user-supplied data (a folder per label, or a CSV of path,label[,fold]).
 
 A reader turns a directory on disk into a `Manifest` (a `DatasetSpec` plus a list of
-`AudioItem`s). Nothing here loads audio; `ssamba.data.datasets.AudioClassificationDataset`
+`AudioItem`s). Nothing here loads audio; `ssamba.data.classification.AudioClassificationDataset`
 does that. Every layout problem raises `DataError` with one line naming the path.
 """
 

@@ -91,7 +91,7 @@ class ShardStream(IterableDataset):
         from webdataset.tariterators import group_by_keys, tar_file_expander
 
         from ssamba.audio import load_audio
-        from ssamba.train.distributed import item_seed
+        from ssamba.data.seeding import item_seed
 
         for shard_index, path in self._my_shards():
             with path.open("rb") as stream:

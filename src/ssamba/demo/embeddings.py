@@ -16,7 +16,6 @@ import torch
 from ssamba.inference import Embedder
 
 
-
 def encoder_embeddings(model: torch.nn.Module, fbanks: Sequence[np.ndarray], batch_size: int = 32,
                        layers: int | None = None) -> dict[str, np.ndarray]:
     """{"mean": (N, D), "mean_std": (N, 2D)} for each clip's normalised fbank, from one encoder pass

@@ -1,6 +1,6 @@
 """Linear probes on frozen embeddings for each demo task, with a bootstrap confidence interval.
 
-The probe is ``ssamba.train.probe.fit_and_evaluate_probe`` (L-BFGS logistic regression on
+The probe is ``ssamba.downstream.probe.fit_and_evaluate_probe`` (L-BFGS logistic regression on
 standardised embeddings). The 95 % interval resamples the test items with replacement
 (percentile bootstrap): it says how much the accuracy would move with another draw of test
 clips of the same kind, not with another split of the groups.
@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ssamba.train.probe import ProbeConfig, fit_and_evaluate_probe
+from ssamba.downstream.probe import ProbeConfig, fit_and_evaluate_probe
 
 
 @dataclass
@@ -68,7 +68,7 @@ def probe_task(task: str, method: str, train_x: np.ndarray, train_y: np.ndarray,
 def probe_tasks(tasks: Sequence, features: dict[str, np.ndarray], row_of: dict[Path, int],
                 config: ProbeConfig | None = None, seed: int = 0) -> list[ProbeResult]:
     """Every (task, feature set) probe. `features[method]` holds one row per clip; `row_of` maps a
-    clip's resolved path to its row; tasks are `ssamba.data.demo_tasks.DemoTask`s."""
+    clip's resolved path to its row; tasks are `ssamba.demo.tasks.DemoTask`s."""
     results = []
     for task in tasks:
         index = {c: i for i, c in enumerate(task.classes)}

@@ -64,17 +64,18 @@ def _extract(job: tuple[str, dict, int]) -> np.ndarray:
 def compute_fbanks(paths: Sequence[Path], cache_dir: str | Path | None, preset: str = "pretrain",
                    max_seconds: float = 10.0, workers: int = 2) -> FbankStore:
     """Normalised fbank (natural length, at most `max_seconds`) of each file; cached under `cache_dir`."""
+    from ssamba.downstream.probe import fingerprint
     from ssamba.features import FeatureConfig
-    from ssamba.train.probe import fingerprint
 
     if not paths:
         raise DataError("compute_fbanks: no audio files given")
-    config = dataclasses.replace(FeatureConfig.preset(preset), target_length=None).asdict()
+    feature_config = dataclasses.replace(FeatureConfig.preset(preset), target_length=None)
+    config = feature_config.asdict()
     max_frames = int(round(max_seconds * 100))
     paths = [Path(p).resolve() for p in paths]
     key = fingerprint([(str(p), p.stat().st_size) for p in paths], config, max_frames)
     cache = Path(cache_dir) / f"fbank-{key}.npz" if cache_dir is not None else None
-    pad_value = float(-config["mean"] / (2 * config["std"]))
+    pad_value = feature_config.pad_value
     if cache is not None and cache.is_file():
         try:
             with np.load(cache) as data:

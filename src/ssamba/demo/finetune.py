@@ -3,7 +3,7 @@
 The paper's evidence for self-supervised pretraining is fine-tuning: the pretrained encoder,
 trained end to end on a labelled task, beats the same network trained from its random
 initialisation. Here every (encoder, task) pair gets the same recipe and the same seconds on
-the shared fine-tuning path (``ssamba.train.finetune.FinetuneTask`` on the ``Trainer``: head
+the shared fine-tuning path (``ssamba.downstream.finetune.FinetuneTask`` on the ``Trainer``: head
 LR multiplier, SpecAugment, mixup), from the demo's cached fbanks. Test accuracy gets the same
 95 % bootstrap interval as the probes (``ProbeResult`` rows, method "<encoder>, fine-tuned").
 """
@@ -95,8 +95,8 @@ class ClipDataset(Dataset):
 def finetune_one(encoder: torch.nn.Module, task, fbank_of: Callable[[Path], np.ndarray], pad_value: float,
                  recipe: FinetuneRecipe, method: str, out_dir: Path, seed: int = 0) -> tuple[ProbeResult, dict]:
     """Fine-tune `encoder` (a copy is trained) on a demo task; score its test split."""
+    from ssamba.downstream.finetune import FinetuneTask
     from ssamba.train.config import TrainConfig
-    from ssamba.train.finetune import FinetuneTask
     from ssamba.train.trainer import Trainer
 
     index = {c: i for i, c in enumerate(task.classes)}
@@ -121,7 +121,7 @@ def finetune_one(encoder: torch.nn.Module, task, fbank_of: Callable[[Path], np.n
     labels = np.asarray(test.labels)
     correct = (predictions == labels).astype(np.float64)
     low, high = bootstrap_ci(correct, seed=seed)
-    from ssamba.train.metrics import classification_metrics
+    from ssamba.downstream.metrics import classification_metrics
 
     scores = np.eye(len(task.classes), dtype=np.float32)[predictions]
     macro_f1 = classification_metrics(scores, np.eye(len(task.classes), dtype=np.float32)[labels]).get("macro_f1")

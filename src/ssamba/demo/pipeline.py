@@ -3,8 +3,8 @@
 Stages run one after another (two torch jobs cannot share two cores) with an explicit thread
 count. What each stage does:
 
-1. corpus: the Debian corpus (`ssamba.data.demo_corpus.build_demo_corpus`, cached) or `--corpus DIR`;
-   the held-out-group probe tasks (`ssamba.data.demo_tasks.build_demo_tasks`).
+1. corpus: the Debian corpus (`ssamba.demo.corpus.build_demo_corpus`, cached) or `--corpus DIR`;
+   the held-out-group probe tasks (`ssamba.demo.tasks.build_demo_tasks`).
 2. features: the normalised fbank of every clip, once (cached; `ssamba.demo.features`).
 3. pretraining: SSAMBA, then SSAST, from scratch on the audio unlabelled, each for the same
    wall-clock budget (`train.max_minutes`), with the masked-patch objective; each run directory
@@ -149,7 +149,7 @@ class _Stages:
 
 
 def _load_corpus(corpus: str | Path | None, cache: Path, say: Callable[[str], None]):
-    from ssamba.data.demo_corpus import build_demo_corpus, load_corpus_dir
+    from ssamba.demo.corpus import build_demo_corpus, load_corpus_dir
 
     if corpus is not None:
         return load_corpus_dir(corpus)
@@ -213,13 +213,14 @@ def run_demo(out_dir: str | Path = "demo_out", corpus: str | Path | None = None,
     """The whole demo; returns where the report is. `corpus`: a folder of audio instead of the
     Debian corpus. `cache`: where the Debian corpus and the fbank cache live (default
     ~/.cache/ssamba/demo). `minutes`: pretraining wall clock per model. `config` overrides all."""
-    import ssamba
-    from ssamba.data.demo_tasks import TaskConfig, build_demo_tasks
     from ssamba.demo.embeddings import encoder_embeddings, logmel_statistics
     from ssamba.demo.evaluate import probe_tasks
     from ssamba.demo.features import compute_fbanks
-    from ssamba.demo.report import make_figures, write_report
-    from ssamba.train.probe import ProbeConfig
+    from ssamba.demo.figures import make_figures
+    from ssamba.demo.report import write_report
+    from ssamba.demo.tasks import TaskConfig, build_demo_tasks
+    from ssamba.downstream.probe import ProbeConfig
+    from ssamba.models import load as load_encoder
 
     if config is None:
         extra = {"seed": seed} | ({"minutes": minutes} if minutes is not None else {})
@@ -254,8 +255,8 @@ def run_demo(out_dir: str | Path = "demo_out", corpus: str | Path | None = None,
     features["log-mel stats"] = stages.run("embed log-mel", lambda: logmel_statistics(probe_fbanks))
     encoders = {
         "SSAMBA random init": lambda: random_init_encoder(runs["ssamba"]["run_config"]),
-        "SSAMBA pretrained": lambda: ssamba.load(runs["ssamba"]["encoder_dir"]),
-        "SSAST pretrained": lambda: ssamba.load(runs["ssast"]["encoder_dir"]),
+        "SSAMBA pretrained": lambda: load_encoder(runs["ssamba"]["encoder_dir"]),
+        "SSAST pretrained": lambda: load_encoder(runs["ssast"]["encoder_dir"]),
     }
     for name, make in encoders.items():
         pooled = stages.run(f"embed {name}", lambda make=make: encoder_embeddings(make(), probe_fbanks))

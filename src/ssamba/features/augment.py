@@ -21,13 +21,7 @@ import numpy as np
 import torch
 
 from ssamba.errors import ConfigError
-
-# fill = (0 - mean) / (2 * std) of each preset's normalisation stats (see FeatureConfig presets)
-_PRESET_FILL = {
-    "audioset": 4.2677393 / (2 * 4.5689974),
-    "esc50": 6.6268077 / (2 * 5.358466),
-    "speechcommands": 6.845978 / (2 * 5.5654526),
-}
+from ssamba.features.extractor import FeatureConfig
 
 
 @dataclass
@@ -66,10 +60,13 @@ class AugmentConfig:
             "speechcommands": dict(freq_mask=48, time_mask=48, mixup_p=0.6, fbank_noise=True, time_roll=10),
             "none": {},
         }
-        key = {"pretrain": "audioset", "speechcommands_v1": "speechcommands", "speechcommands_v2": "speechcommands"}.get(name, name)
+        aliases = {"pretrain": "audioset", "speechcommands_v1": "speechcommands", "speechcommands_v2": "speechcommands"}
+        key = aliases.get(name, name)
         if key not in presets:
             raise ConfigError(f"augment preset {name!r}: unknown; choose one of {sorted(presets)}")
-        return cls(mask_fill=_PRESET_FILL.get(key, 0.0), **presets[key])
+        # masked cells hold what silence holds after the preset's normalisation
+        fill = FeatureConfig.preset(key).pad_value if key != "none" else 0.0
+        return cls(mask_fill=fill, **presets[key])
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -82,7 +79,8 @@ def _uniform(generator: torch.Generator | None) -> float:
     return float(torch.rand((), generator=generator))
 
 
-def mask_along_axis(x: torch.Tensor, max_width: int, axis: int, generator: torch.Generator | None = None, fill: float = 0.0) -> torch.Tensor:
+def mask_along_axis(x: torch.Tensor, max_width: int, axis: int, generator: torch.Generator | None = None,
+                    fill: float = 0.0) -> torch.Tensor:
     """Return a copy of `x` with one band along `axis` set to `fill` (torchaudio mask_along_axis
     semantics: width floor(u * max_width) < max_width, start floor(v * (size - u * max_width)))."""
     if max_width <= 0:
@@ -182,7 +180,8 @@ class Augmenter:
         return self.config.mixup_p > 0 and _uniform(generator) < self.config.mixup_p
 
     def mixup_pair(
-        self, wave: torch.Tensor, other: torch.Tensor, target: torch.Tensor, other_target: torch.Tensor, generator: torch.Generator
+        self, wave: torch.Tensor, other: torch.Tensor, target: torch.Tensor, other_target: torch.Tensor,
+        generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mix two waveforms and their targets with lambda ~ Beta(alpha, alpha)."""
         lam = sample_beta(self.config.mixup_alpha, self.config.mixup_alpha, generator)

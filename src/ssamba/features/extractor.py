@@ -66,6 +66,11 @@ class FeatureConfig:
             raise ConfigError(f"feature preset: unknown name {name!r}, expected one of {names}")
         return cls.from_dict({**PRESETS[key], **overrides})
 
+    @property
+    def pad_value(self) -> float:
+        """What a padded frame (fbank 0 before normalisation) holds after it: -mean / (2 std)."""
+        return float(-self.mean / (2 * self.std))
+
     def asdict(self) -> dict[str, Any]:
         """JSON-ready dict; ``FeatureConfig.from_dict(c.asdict()) == c``."""
         return dataclasses.asdict(self)

@@ -122,6 +122,13 @@ def frame_window(
     return _window(window, size, float(blackman_coeff), torch.device(device), dtype)
 
 
+def samples_for_frames(frames: int, sample_rate: float = 16000, frame_length: float = 25.0,
+                       frame_shift: float = 10.0) -> int:
+    """The fewest samples that give ``frames`` frames (snip_edges): the inverse of :func:`num_frames`."""
+    size, shift = _frame_sizes(sample_rate, frame_length, frame_shift)
+    return (frames - 1) * shift + size
+
+
 def num_frames(num_samples: int, sample_rate: float = 16000, frame_length: float = 25.0,
                frame_shift: float = 10.0, snip_edges: bool = True) -> int:
     """How many frames :func:`kaldi_fbank` returns for ``num_samples`` samples."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ssamba.errors import ConfigError
+from ssamba.nn.patch import patch_grid_size
 
 ARCHS = ("ssamba", "ssast")
 ATTENTIONS = ("naive", "sdpa")
@@ -86,8 +87,7 @@ class EncoderConfig:
     @property
     def grid(self) -> tuple[int, int]:
         """Patch grid (frequency, time) of the stored positional embedding."""
-        return ((self.input_fdim - self.fshape) // self.fstride + 1,
-                (self.input_tdim - self.tshape) // self.tstride + 1)
+        return patch_grid_size(self.input_fdim, self.input_tdim, self.fshape, self.tshape, self.fstride, self.tstride)
 
     @property
     def num_patches(self) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ssamba.checkpoints.format import write_encoder_files
 from ssamba.errors import ConfigError
 from ssamba.models.config import EncoderConfig
 from ssamba.nn.droppath import DropPath
@@ -127,8 +128,7 @@ class AudioEncoder(nn.Module):
 
     def save_pretrained(self, directory) -> None:
         """Write ``config.json`` + ``model.safetensors`` into ``directory`` (atomically, file by file)."""
-        from ssamba.checkpoints.io import save_pretrained
-        save_pretrained(self, directory)
+        write_encoder_files(directory, self.config.to_dict(), self.state_dict())
 
 
 def _drop_path_rates(depth: int, rate: float, shifted: bool) -> list[float]:

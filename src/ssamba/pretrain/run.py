@@ -81,13 +81,13 @@ def build_dataset(data: str | Path, config: DataConfig, seed: int):
 
 def build_task(config: dict[str, Any], encoder: torch.nn.Module | None = None) -> MaskedPatchPretraining:
     """The encoder (``ssamba.create_model(model.name, **model.overrides)``) wrapped in the pretraining task."""
-    import ssamba
+    from ssamba.models import create_model
 
     torch.manual_seed(config["train"]["seed"])
     if encoder is None:
         overrides = dict(config["model"]["overrides"])
         overrides.setdefault("input_tdim", config["data"]["crop_frames"])
-        encoder = ssamba.create_model(config["model"]["name"], **overrides)
+        encoder = create_model(config["model"]["name"], **overrides)
     return MaskedPatchPretraining(encoder, MaskedPatchConfig(**config["pretrain"]), seed=config["train"]["seed"])
 
 

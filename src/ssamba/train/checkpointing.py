@@ -27,10 +27,9 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from ssamba.checkpoints.format import CONFIG_FILE, WEIGHTS_FILE
 from ssamba.errors import CheckpointError
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 STATE_FILE = "trainer_state.pt"
 
 
@@ -103,7 +102,8 @@ def resolve_checkpoint(path: str | Path) -> Path:
                           "or a run directory with checkpoints/last)")
 
 
-def load_checkpoint(path: str | Path, with_state: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any] | None]:
+def load_checkpoint(path: str | Path, with_state: bool = True
+                    ) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any] | None]:
     """Read ``(model_state, config, trainer_state)`` from a checkpoint (or run) directory."""
     ckpt = resolve_checkpoint(path)
     try:

@@ -19,6 +19,7 @@ from typing import Iterator
 import torch
 import torch.distributed as dist
 
+from ssamba.data.seeding import item_seed
 from ssamba.errors import DataError
 
 
@@ -100,11 +101,6 @@ def gather_objects(obj, info: DistInfo) -> list:
     out = [None] * info.world_size
     dist.all_gather_object(out, obj)
     return out
-
-
-def item_seed(seed: int, epoch: int, index: int) -> int:
-    """A per-item seed that depends only on (seed, epoch, index) (for random crops)."""
-    return (((seed * 1_000_003) ^ (epoch * 7_919)) * 1_000_033 + index) % (2 ** 62)
 
 
 class EpochSampler(torch.utils.data.Sampler):

@@ -6,15 +6,14 @@ RNG) whose states are seeded per rank and saved with checkpoints.
 
 The trainer does: AdamW, linear warm-up then plateau halving or cosine decay, gradient
 accumulation and clipping, optional bf16 autocast, DDP under torchrun (rank 0 logs and saves),
-``metrics.csv`` per optimizer step (+ TensorBoard when installed), a tqdm bar, a loss-curve PNG at
-the end, and atomic checkpoints that resume bit-exactly (data order is a function of
+``metrics.csv`` per optimizer step (+ TensorBoard when installed; ``metrics_log``), a tqdm bar, a
+loss-curve PNG at the end, and atomic checkpoints that resume bit-exactly (data order is a function of
 ``(seed, epoch)``; the position inside the epoch and all RNG states are restored).
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import logging
 import math
 import random
@@ -31,14 +30,18 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from ssamba.errors import ConfigError, TrainingError
 from ssamba.train.checkpointing import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from ssamba.train.config import TrainConfig, to_dict
-from ssamba.train.distributed import (DistInfo, EpochSampler, all_agree, all_reduce_mean, gather_objects,
-                                      init_distributed, shutdown)
+from ssamba.train.distributed import (
+    DistInfo,
+    EpochSampler,
+    all_agree,
+    all_reduce_mean,
+    gather_objects,
+    init_distributed,
+    shutdown,
+)
+from ssamba.train.metrics_log import EVAL_FILE, METRICS_FILE, MetricsLog, append_csv, plot_metrics
 
 log = logging.getLogger(__name__)
-
-METRICS_FILE = "metrics.csv"
-EVAL_FILE = "eval.csv"
-
 
 class LRSchedule:
     """Learning rate per optimizer step: linear warm-up, then plateau halving or cosine decay."""
@@ -210,44 +213,6 @@ class Trainer:
         log.info("resumed from step %d (epoch %d, batch %d)", self.step, self.epoch, self.batch_in_epoch)
 
     # --- logging -----------------------------------------------------------------------------
-    def _open_metrics(self, resumed: bool) -> None:
-        path = self.out_dir / METRICS_FILE
-        self.metrics_fields: list[str] | None = None
-        if resumed and path.exists():  # drop rows written after the checkpoint we resume from
-            with path.open() as f:
-                rows = list(csv.DictReader(f))
-            if rows:
-                self.metrics_fields = list(rows[0].keys())
-            rows = [r for r in rows if int(r["step"]) <= self.step]
-            with path.open("w", newline="") as f:
-                if self.metrics_fields:
-                    w = csv.DictWriter(f, self.metrics_fields)
-                    w.writeheader()
-                    w.writerows(rows)
-        elif path.exists():
-            path.unlink()
-        self.tb = None
-        if self.config.tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-                self.tb = SummaryWriter(str(self.out_dir / "tensorboard"))
-            except Exception:  # tensorboard not installed: CSV only
-                self.tb = None
-
-    def _log_row(self, row: dict[str, Any]) -> None:
-        path = self.out_dir / METRICS_FILE
-        if self.metrics_fields is None:
-            self.metrics_fields = list(row.keys())
-            with path.open("w", newline="") as f:
-                csv.DictWriter(f, self.metrics_fields).writeheader()
-        with path.open("a", newline="") as f:
-            csv.DictWriter(f, self.metrics_fields, extrasaction="ignore").writerow(
-                {k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
-        if self.tb is not None:
-            for k, v in row.items():
-                if k not in ("step", "epoch") and isinstance(v, (int, float)):
-                    self.tb.add_scalar(f"train/{k}", v, row["step"])
-
     # --- evaluation --------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self, data: Dataset) -> dict[str, float]:
@@ -308,7 +273,7 @@ class Trainer:
         if resume:
             self._resume()
         if info.is_main:
-            self._open_metrics(resume)
+            self.metrics_log = MetricsLog(self.out_dir, self.config.tensorboard, resume_step=self.step if resume else None)
         model = self.task
         if info.distributed:
             model = nn.parallel.DistributedDataParallel(
@@ -341,7 +306,7 @@ class Trainer:
                     last.update(lr=self.optimizer.param_groups[0]["lr"],
                                 clips_per_s=clips / max(time.time() - t0, 1e-9))
                     if info.is_main and self.step % c.log_every == 0:
-                        self._log_row({"step": self.step, "epoch": self.epoch, **last,
+                        self.metrics_log.write({"step": self.step, "epoch": self.epoch, **last,
                                        "elapsed_s": round(time.time() - t_start, 3)})
                     if bar is not None:
                         bar.update(1)
@@ -362,8 +327,8 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
-            if getattr(self, "tb", None) is not None:
-                self.tb.close()
+            if getattr(self, "metrics_log", None) is not None:
+                self.metrics_log.close()
         if info.is_main:
             plot_metrics(self.out_dir / METRICS_FILE, self.out_dir / "loss_curve.png")
         return {"steps": self.step, "epochs": self.epoch, "metrics": last, "run_dir": str(self.out_dir)}
@@ -408,59 +373,10 @@ class Trainer:
                 ev = self.evaluate(self.eval_data)
                 monitored = ev["loss"]
                 if self.info.is_main:
-                    _append_csv(self.out_dir / EVAL_FILE, {"step": self.step, **ev})
+                    append_csv(self.out_dir / EVAL_FILE, {"step": self.step, **ev})
             else:
                 monitored = float(np.mean(self.window)) if self.window else math.inf
             self.window = []
             best = self.schedule.observe(monitored)
         if best or self.step % c.checkpoint_every == 0:
             self._save(best=best)
-
-
-def _append_csv(path: Path, row: dict[str, Any]) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        w = csv.DictWriter(f, list(row.keys()))
-        if new:
-            w.writeheader()
-        w.writerow(row)
-
-
-def read_metrics(path: str | Path) -> list[dict[str, float]]:
-    """Rows of a metrics.csv as dicts of floats (``step`` as int)."""
-    with Path(path).open() as f:
-        rows = list(csv.DictReader(f))
-    out = []
-    for r in rows:
-        row = {k: float(v) for k, v in r.items() if v not in ("", None)}
-        row["step"] = int(row["step"])
-        out.append(row)
-    return out
-
-
-def plot_metrics(metrics_csv: str | Path, png: str | Path) -> Path | None:
-    """Loss (and masked-patch accuracy when logged) against step, saved as a PNG."""
-    metrics_csv = Path(metrics_csv)
-    if not metrics_csv.exists():
-        return None
-    rows = read_metrics(metrics_csv)
-    if not rows:
-        return None
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps = [r["step"] for r in rows]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(steps, [r["loss"] for r in rows], label="loss", color="tab:blue")
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss")
-    if "acc" in rows[0]:
-        ax2 = ax.twinx()
-        ax2.plot(steps, [r["acc"] for r in rows], label="masked-patch acc", color="tab:orange", alpha=0.7)
-        ax2.set_ylabel("masked-patch accuracy")
-    ax.set_title(metrics_csv.parent.name)
-    fig.tight_layout()
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
-    return Path(png)

@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from ssamba.errors import DataError
 
-if TYPE_CHECKING:  # only for annotations: demo_corpus imports this module
-    from ssamba.data.demo_corpus import CorpusFile
+if TYPE_CHECKING:  # only for annotations: ssamba.demo.corpus imports this module
     from ssamba.data.manifests import Manifest
+    from ssamba.demo.corpus import CorpusFile
 
 # ----------------------------------------------------------------------------- labels
 
@@ -372,5 +372,6 @@ def build_demo_tasks(
         if len(folders) >= 2:
             tasks.append(folder_task(files, cfg))
     if not tasks:
-        raise DataError("no demo task can be built: no voices/, drumkits/ or *_desc_<lang> files and fewer than 2 top-level folders")
+        raise DataError("no demo task can be built: no voices/, drumkits/ or *_desc_<lang> files "
+                        "and fewer than 2 top-level folders")
     return tasks

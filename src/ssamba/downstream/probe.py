@@ -20,8 +20,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ssamba.downstream.metrics import classification_metrics
 from ssamba.errors import DataError
-from ssamba.train.metrics import classification_metrics
 
 log = logging.getLogger(__name__)
 
@@ -179,9 +179,10 @@ def probe(
     `out_dir/embeddings.npz`, keyed by model file, feature preset and clip list); then one
     logistic regression per run: train -> test for split datasets, leave-one-fold-out for fold
     datasets. Writes results.json, results.md and confusion.png (single-label) into `out_dir`."""
-    from ssamba.data.datasets import AudioClassificationDataset, read_dataset
-    from ssamba.train.finetune import make_extractor, plan_runs, write_report
-    from ssamba.train.metrics import confusion_matrix
+    from ssamba.data.classification import AudioClassificationDataset
+    from ssamba.data.datasets import read_dataset
+    from ssamba.downstream.finetune import make_extractor, plan_runs, write_report
+    from ssamba.downstream.metrics import confusion_matrix
 
     config = config or ProbeConfig()
     out_dir = Path(out_dir)
@@ -191,9 +192,9 @@ def probe(
         log.warning("%s: %d listed entries skipped (first: %s: %s)", spec.name, len(manifest.skipped), *manifest.skipped[0])
     preset = features or spec.feature_preset
     if encoder is None:
-        import ssamba
+        from ssamba.models import load
 
-        encoder = ssamba.load(model)
+        encoder = load(model)
     encoder = encoder.to(device).eval()
     model_path = Path(model)
     stamp = (str(model_path.resolve()), model_path.stat().st_mtime_ns) if model_path.exists() else str(model)

@@ -21,13 +21,19 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ssamba.data.datasets import AudioClassificationDataset, read_dataset
+from ssamba.data.classification import AudioClassificationDataset
+from ssamba.data.datasets import read_dataset
 from ssamba.data.manifests import AudioItem, DatasetSpec, Manifest
+from ssamba.downstream.metrics import (
+    aggregate_folds,
+    classification_metrics,
+    confusion_matrix,
+    write_confusion_matrix_png,
+    write_results_markdown,
+)
 from ssamba.errors import CheckpointError, ConfigError
 from ssamba.features.augment import AugmentConfig, Augmenter
 from ssamba.train.config import TrainConfig, from_dict, to_dict
-from ssamba.train.metrics import (aggregate_folds, classification_metrics, confusion_matrix,
-                                  write_confusion_matrix_png, write_results_markdown)
 
 log = logging.getLogger(__name__)
 
@@ -141,10 +147,10 @@ class FinetuneTask(nn.Module):
 def build_encoder(config: FinetuneConfig, target_length: int, init: str | Path | None = None) -> nn.Module:
     """The encoder to fine-tune, in train mode: loaded from `init` (a `save_pretrained` directory or an
     official .pth; positional embedding resized to the fine-tuning grid) or a fresh named model."""
-    import ssamba
+    from ssamba.models import create_model, load
 
     geometry = dict(fstride=config.fstride, tstride=config.tstride, input_tdim=target_length, **config.model_overrides)
-    encoder = ssamba.load(init, **geometry) if init else ssamba.create_model(config.model, **geometry)
+    encoder = load(init, **geometry) if init else create_model(config.model, **geometry)
     return encoder.train()
 
 
@@ -181,14 +187,14 @@ def save_finetuned(task: FinetuneTask, directory: Path, spec: DatasetSpec, confi
 
 def load_finetuned(directory: str | Path) -> tuple[FinetuneTask, dict]:
     """A fine-tuned task (eval mode) and its task.json metadata, from `save_finetuned`'s directory."""
-    import ssamba
+    from ssamba.models import load
 
     directory = Path(directory)
     meta_path = directory / "task.json"
     if not meta_path.is_file() or not (directory / "head.safetensors").is_file():
         raise CheckpointError(f"{directory}: not a fine-tuned model directory (needs task.json and head.safetensors)")
     meta = json.loads(meta_path.read_text())
-    task = FinetuneTask(ssamba.load(directory), len(meta["class_names"]), meta["loss"])
+    task = FinetuneTask(load(directory), len(meta["class_names"]), meta["loss"])
     task.head.load_state_dict(load_file(str(directory / "head.safetensors")))
     return task.eval(), meta
 
@@ -211,7 +217,10 @@ def load_finetune_config(path: str | Path, overrides: list[str] | None = None) -
 # ----------------------------------------------------------------------------- runs
 
 
-def plan_runs(manifest: Manifest, folds: list[int] | None = None) -> list[tuple[str, list[AudioItem], list[AudioItem], list[AudioItem]]]:
+Split = list[AudioItem]
+
+
+def plan_runs(manifest: Manifest, folds: list[int] | None = None) -> list[tuple[str, Split, Split, Split]]:
     """(name, train, valid, test) item lists: one run for datasets with train/test splits, one per
     test fold (leave-one-fold-out) for datasets with folds."""
     spec = manifest.spec
@@ -303,7 +312,8 @@ def evaluate(run_dir: str | Path, data: str | Path, out_dir: str | Path | None =
     if not model_dirs:
         raise CheckpointError(f"{run_dir}: no fine-tuned model (expected model/ or fold*/model/)")
     run_config = json.loads((next(iter(model_dirs.values())) / "task.json").read_text())
-    finetune_cfg = json.loads((run_dir / "results.json").read_text()).get("finetune", {}) if (run_dir / "results.json").is_file() else {}
+    results_path = run_dir / "results.json"
+    finetune_cfg = json.loads(results_path.read_text()).get("finetune", {}) if results_path.is_file() else {}
     manifest = read_dataset(finetune_cfg.get("dataset", "auto"), data)
     spec = manifest.spec
     if spec.class_names != run_config["class_names"]:
@@ -315,7 +325,8 @@ def evaluate(run_dir: str | Path, data: str | Path, out_dir: str | Path | None =
         if name not in runs:
             raise ConfigError(f"{model_dir}: run {name!r} has no matching split/fold in {data}")
         task, _ = load_finetuned(model_dir)
-        metrics, scores, targets = score_run(task, AudioClassificationDataset(runs[name], spec.num_classes, extractor), spec, batch_size)
+        test = AudioClassificationDataset(runs[name], spec.num_classes, extractor)
+        metrics, scores, targets = score_run(task, test, spec, batch_size)
         per_run[name] = metrics
         if not spec.multi_label:
             m = confusion_matrix(scores, targets, spec.num_classes)

@@ -9,57 +9,22 @@ gives the official ESC-50 fine-tuning geometry.
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
+from ssamba.checkpoints.format import read_encoder_files, resolve_run_dir, write_encoder_files
 from ssamba.errors import CheckpointError, ConfigError
 from ssamba.models.config import EncoderConfig
 from ssamba.models.encoder import AudioEncoder
+from ssamba.models.official import load_official_state
 from ssamba.nn.patch import resize_pos_embed
-
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-EXTRA_FILE = "extra_state.safetensors"
-FORMAT_VERSION = 1
-
-
-TASK_ENCODER_PREFIX = "encoder."
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write via ``write(tmp_path)`` to a temp file in the same directory, then os.replace it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _tensors(state: dict) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().contiguous() for k, v in state.items()}
 
 
 def save_pretrained(model: AudioEncoder, directory: str | os.PathLike, extra_state: dict | None = None) -> Path:
     """Write ``config.json`` and ``model.safetensors`` (and ``extra_state.safetensors`` for heads, if given)."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    meta = {"format": "ssamba-encoder", "format_version": FORMAT_VERSION, "encoder": model.config.to_dict()}
-    text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
-    _atomic_write(directory / WEIGHTS_FILE, lambda tmp: save_file(_tensors(model.state_dict()), tmp))
-    if extra_state:
-        _atomic_write(directory / EXTRA_FILE, lambda tmp: save_file(_tensors(extra_state), tmp))
-    _atomic_write(directory / CONFIG_FILE, lambda tmp: Path(tmp).write_text(text))
-    return directory
+    return write_encoder_files(directory, model.config.to_dict(), model.state_dict(), extra_state)
 
 
 def _summarise(keys: list[str], limit: int = 5) -> str:
@@ -114,39 +79,15 @@ def build_encoder(config: EncoderConfig, state: dict, source: str, **overrides) 
 
 def read_checkpoint_dir(directory: str | os.PathLike) -> tuple[EncoderConfig, dict, dict]:
     """(config, encoder state, extra state) of a directory written by ``save_pretrained``."""
-    directory = Path(directory)
-    config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
-    for path in (config_path, weights_path):
-        if not path.is_file():
-            raise CheckpointError(f"{directory}: not a ssamba checkpoint directory (no {path.name})")
+    config, state, extra = read_encoder_files(directory)
     try:
-        meta = json.loads(config_path.read_text())
-        config = EncoderConfig.from_dict(meta["encoder"])
-    except (ValueError, KeyError, TypeError, ConfigError) as exc:
-        raise CheckpointError(f"{config_path}: invalid encoder config ({exc})") from None
-    try:
-        state = load_file(weights_path)
-        extra = load_file(directory / EXTRA_FILE) if (directory / EXTRA_FILE).is_file() else {}
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{directory}: unreadable safetensors file ({exc})") from None
-    if any(k.startswith(TASK_ENCODER_PREFIX) for k in state):  # a Trainer checkpoint: encoder.* + heads
-        extra = {**extra, **{k: v for k, v in state.items() if not k.startswith(TASK_ENCODER_PREFIX)}}
-        state = {k[len(TASK_ENCODER_PREFIX):]: v for k, v in state.items() if k.startswith(TASK_ENCODER_PREFIX)}
-    return config, state, extra
-
-
-def resolve_run_dir(directory: Path) -> Path:
-    """A training run directory stands for its ``checkpoints/best`` (else ``checkpoints/last``)."""
-    for name in ("best", "last"):
-        candidate = directory / "checkpoints" / name
-        if (candidate / CONFIG_FILE).is_file():
-            return candidate
-    return directory
+        return EncoderConfig.from_dict(config), state, extra
+    except (ConfigError, TypeError) as exc:
+        raise CheckpointError(f"{Path(directory) / 'config.json'}: invalid encoder config ({exc})") from None
 
 
 def load_state(path: str | os.PathLike) -> tuple[EncoderConfig, dict, dict]:
     """(config, encoder state, extra state) of a checkpoint directory or an official ``.pth``."""
-    from ssamba.checkpoints.convert import load_official_state
     path = Path(path)
     if path.is_dir():
         return read_checkpoint_dir(resolve_run_dir(path))
@@ -163,3 +104,15 @@ def load(path: str | os.PathLike, **overrides) -> AudioEncoder:
     """
     config, state, _ = load_state(path)
     return build_encoder(config, state, source=str(path), **overrides)
+
+
+def convert_official(src: str | os.PathLike, dst_dir: str | os.PathLike, **overrides) -> Path:
+    """Convert an official ``.pth`` into a self-describing checkpoint directory; returns the directory.
+
+    The encoder is validated by loading it (wrong shapes raise CheckpointError); pretraining or
+    fine-tuning heads are kept in ``extra_state.safetensors``.
+    """
+    config, encoder_state, extra = load_official_state(src)
+    model = build_encoder(config, encoder_state, source=str(src), **overrides)
+    save_pretrained(model, dst_dir, extra_state=extra)
+    return Path(dst_dir)

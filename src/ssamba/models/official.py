@@ -10,6 +10,7 @@ are returned separately as extra state. Size and geometry are inferred from tens
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import torch
 
 from ssamba.errors import CheckpointError, ConfigError
 from ssamba.models.config import EncoderConfig
+from ssamba.nn.patch import patch_grid_size
 
 EXTRA_PREFIXES = ("mask_embed", "cpredlayer.", "gpredlayer.", "mlp_head.")
 DROPPED_PREFIXES = ("v.head.", "v.head_dist.", "p_input_fdim", "p_input_tdim")
@@ -56,7 +58,7 @@ def _infer_strides(P: int, fdim: int, fshape: int, tshape: int) -> tuple[int, in
     with tstride equal to fstride; pass the geometry explicitly when this guess is wrong.
     """
     for stride in [fshape, 10] + [s for s in range(fshape, 0, -1) if s not in (fshape, 10)]:
-        f = (fdim - fshape) // stride + 1
+        f = patch_grid_size(fdim, tshape, fshape, tshape, stride, stride)[0]
         if f > 0 and P % f == 0:
             t = P // f
             tstride = stride if stride <= tshape else tshape
@@ -102,7 +104,7 @@ def infer_official_config(state: dict[str, torch.Tensor], source: str = "checkpo
     if "p_input_fdim" in state and "p_input_tdim" in state:
         fdim, tdim = int(state["p_input_fdim"].item()), int(state["p_input_tdim"].item())
         fields.update(input_fdim=fdim, input_tdim=tdim, fstride=fshape, tstride=tshape)
-        grid = ((fdim - fshape) // fshape + 1) * ((tdim - tshape) // tshape + 1)
+        grid = math.prod(patch_grid_size(fdim, tdim, fshape, tshape, fshape, tshape))
         if grid != num_patches:
             raise CheckpointError(f"{source}: v.pos_embed has {num_patches} patch positions but the recorded "
                                   f"pretraining input {fdim}x{tdim} gives {grid}")
@@ -136,16 +138,3 @@ def load_official_state(path: str | os.PathLike) -> tuple[EncoderConfig, dict, d
     config = infer_official_config(state, source=str(path))
     encoder, extra = split_official_state(state)
     return config, encoder, extra
-
-
-def convert_official(src: str | os.PathLike, dst_dir: str | os.PathLike, **overrides) -> Path:
-    """Convert an official ``.pth`` into a self-describing checkpoint directory; returns the directory.
-
-    The encoder is validated by loading it (wrong shapes raise CheckpointError); pretraining or
-    fine-tuning heads are kept in ``extra_state.safetensors``.
-    """
-    from ssamba.checkpoints.io import build_encoder, save_pretrained
-    config, encoder_state, extra = load_official_state(src)
-    model = build_encoder(config, encoder_state, source=str(src), **overrides)
-    save_pretrained(model, dst_dir, extra_state=extra)
-    return Path(dst_dir)

@@ -1,0 +1,99 @@
+"""The on-disk checkpoint format: a directory with ``config.json`` + ``model.safetensors`` (and
+``extra_state.safetensors`` for heads), each file written atomically.
+
+This layer knows files, not models: it writes and reads a config mapping and tensors.
+``ssamba.models.checkpoint`` builds encoders from them (``ssamba.load``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ssamba.errors import CheckpointError
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+EXTRA_FILE = "extra_state.safetensors"
+FORMAT_VERSION = 1
+TASK_ENCODER_PREFIX = "encoder."   # a Trainer checkpoint holds the task's state: encoder.* + heads
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+    """Write via ``write(tmp_path)`` to a temp file in the same directory, then os.replace it into
+    place: a reader sees the old file or the new one, never half of one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def _tensors(state: dict) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+
+
+def write_encoder_files(directory: str | os.PathLike, config: dict, state: dict,
+                        extra_state: dict | None = None) -> Path:
+    """Write ``config.json`` (the encoder config mapping) and ``model.safetensors`` (and
+    ``extra_state.safetensors``, if given); the config goes last, so a directory with a config
+    always has its weights."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    meta = {"format": "ssamba-encoder", "format_version": FORMAT_VERSION, "encoder": config}
+    atomic_write(directory / WEIGHTS_FILE, lambda tmp: save_file(_tensors(state), tmp))
+    if extra_state:
+        atomic_write(directory / EXTRA_FILE, lambda tmp: save_file(_tensors(extra_state), tmp))
+    atomic_write_text(directory / CONFIG_FILE, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return directory
+
+
+def read_encoder_files(directory: str | os.PathLike) -> tuple[dict, dict, dict]:
+    """(encoder config mapping, encoder state, extra state) of a checkpoint directory; a Trainer
+    checkpoint's ``encoder.*`` weights become the encoder state, its other weights extra state."""
+    directory = Path(directory)
+    config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+    for path in (config_path, weights_path):
+        if not path.is_file():
+            raise CheckpointError(f"{directory}: not a ssamba checkpoint directory (no {path.name})")
+    try:
+        config = json.loads(config_path.read_text())["encoder"]
+        if not isinstance(config, dict):
+            raise TypeError("'encoder' is not a mapping")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{config_path}: invalid encoder config ({exc})") from None
+    try:
+        state = load_file(weights_path)
+        extra = load_file(directory / EXTRA_FILE) if (directory / EXTRA_FILE).is_file() else {}
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{directory}: unreadable safetensors file ({exc})") from None
+    if any(k.startswith(TASK_ENCODER_PREFIX) for k in state):
+        extra = {**extra, **{k: v for k, v in state.items() if not k.startswith(TASK_ENCODER_PREFIX)}}
+        state = {k[len(TASK_ENCODER_PREFIX):]: v for k, v in state.items() if k.startswith(TASK_ENCODER_PREFIX)}
+    return config, state, extra
+
+
+def resolve_run_dir(directory: str | os.PathLike) -> Path:
+    """A training run directory stands for its ``checkpoints/best`` (else ``checkpoints/last``)."""
+    directory = Path(directory)
+    for name in ("best", "last"):
+        candidate = directory / "checkpoints" / name
+        if (candidate / CONFIG_FILE).is_file():
+            return candidate
+    return directory

@@ -1,0 +1,1 @@
+"""ssamba.downstream: fine-tuning, linear probing and evaluation recipes, their metrics and reports."""
