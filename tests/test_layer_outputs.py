@@ -60,3 +60,18 @@ def test_embedder_layers_pool_the_chosen_layer_tokens():
     for bad in (3, -4, "x", []):
         with pytest.raises(ConfigError, match="layers"):
             Embedder(model, layers=bad)
+
+
+def test_per_layer_pooling_is_every_layer_in_one_pass():
+    from ssamba.inference import Embedder
+
+    name, kw = CASES["ssamba"]
+    torch.manual_seed(0)
+    model = ssamba.create_model(name, **kw).eval()
+    fbanks = [torch.randn(64, 128), torch.randn(100, 128)]   # the second spans two windows
+    every = Embedder(model).scene_from_fbanks(fbanks, pooling="per_layer")
+    assert every.shape == (2, model.num_layers, 64)
+    for k in range(model.num_layers):
+        one = Embedder(model, layers=k).scene_from_fbanks(fbanks, pooling="mean_std")
+        assert torch.allclose(every[:, k], one, atol=ATOL)
+    assert torch.allclose(every[:, -1, :32], Embedder(model).scene_from_fbanks(fbanks), atol=ATOL)

@@ -30,7 +30,7 @@ from ssamba.errors import AudioError, ConfigError
 from ssamba.features import FeatureConfig, FeatureExtractor
 
 FRAME_SHIFT_MS = 10.0
-POOLINGS = ("mean", "mean_std")
+POOLINGS = ("mean", "mean_std", "per_layer")
 FRAME_LENGTH_MS = 25.0
 
 
@@ -150,6 +150,12 @@ class Embedder:
         patches = tokens[:, self.model.num_cls_tokens:].float()
         return torch.cat([patches.mean(dim=1), patches.std(dim=1, unbiased=False)], dim=1)
 
+    def _pool_batch(self, batch: torch.Tensor, pooling: str) -> torch.Tensor:
+        """Pooled embeddings of a batch of windows: (B, D) / (B, 2D), or (B, layers, 2D) for "per_layer"."""
+        if pooling == "per_layer":
+            return torch.stack([self._pool(t, "mean_std") for t in self.model.forward_layers(batch)], dim=1)
+        return self._pool(self._tokens(batch), pooling)
+
     def _run(self, windows: list[torch.Tensor], timestamps: bool, pooling: str = "mean") -> torch.Tensor:
         """Encoder outputs for every window: (W, D) pooled, or (W, t, D) per time column."""
         outputs = []
@@ -158,13 +164,13 @@ class Embedder:
         with torch.inference_mode(), autocast:
             for start in range(0, len(windows), self.batch_size):
                 batch = torch.stack(windows[start:start + self.batch_size]).to(self.device)
-                tokens = self._tokens(batch)
                 if timestamps:
+                    tokens = self._tokens(batch)
                     f, t = self.model.patch_grid(batch.shape[1], batch.shape[2])
                     patches = tokens[:, self.model.num_cls_tokens:]
                     outputs.append(patches.reshape(len(batch), f, t, -1).mean(dim=1).float().cpu())
                 else:
-                    outputs.append(self._pool(tokens, pooling).float().cpu())
+                    outputs.append(self._pool_batch(batch, pooling).float().cpu())
         return torch.cat(outputs)
 
     def _prepare(self, fbanks: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[ClipWindows]]:
@@ -187,7 +193,9 @@ class Embedder:
         """Scene embeddings of already normalised (frames, bins) fbanks, e.g. from a feature cache.
 
         ``pooling="mean"``: the official embedding (n, D); ``"mean_std"``: mean and standard
-        deviation of the non-CLS tokens, concatenated (n, 2D) — an option, not the official one.
+        deviation of the non-CLS tokens, concatenated (n, 2D) — an option, not the official one;
+        ``"per_layer"``: that mean‖std for every layer from one pass (n, layers, 2D), the last
+        layer being the final tokens (``layers`` is ignored).
         """
         if pooling not in POOLINGS:
             raise ConfigError(f"pooling={pooling!r}: must be one of {', '.join(POOLINGS)}")

@@ -16,15 +16,14 @@ import torch
 from ssamba.inference import Embedder
 
 
-def encoder_embeddings(model: torch.nn.Module, fbanks: Sequence[np.ndarray], batch_size: int = 32,
-                       layers: int | None = None) -> dict[str, np.ndarray]:
-    """{"mean": (N, D), "mean_std": (N, 2D)} for each clip's normalised fbank, from one encoder pass
-    (``layers``: one layer's tokens instead of the final ones, see ``Embedder``)."""
+def encoder_embeddings(model: torch.nn.Module, fbanks: Sequence[np.ndarray],
+                       batch_size: int = 32) -> dict[str, np.ndarray]:
+    """{"mean": (N, D), "mean_std": (N, 2D), "layer_means": (N, layers, D)} for each clip's
+    normalised fbank, all from one encoder pass (the last layer's mean is "mean")."""
     clips = [torch.as_tensor(np.asarray(f, dtype=np.float32)) for f in fbanks]
-    embedder = Embedder(model, batch_size=batch_size, layers=layers)
-    both = embedder.scene_from_fbanks(clips, pooling="mean_std").numpy()
-    dim = both.shape[1] // 2
-    return {"mean": both[:, :dim].copy(), "mean_std": both}
+    every = Embedder(model, batch_size=batch_size).scene_from_fbanks(clips, pooling="per_layer").numpy()
+    dim = every.shape[2] // 2
+    return {"mean": every[:, -1, :dim].copy(), "mean_std": every[:, -1].copy(), "layer_means": every[:, :, :dim]}
 
 
 def logmel_statistics(fbanks: Sequence[np.ndarray]) -> np.ndarray:
