@@ -18,8 +18,10 @@ def test_info_nce_hand_computed():
     expected = -0.5 * ((1 - math.log(math.e + math.e ** 2)) + (2 - math.log(1 + math.e ** 2)))
     loss, acc = info_nce(pred, target)
     assert abs(loss.item() - expected) < 1e-6
-    # accuracy: for prediction j, argmax over targets i of scores[:, j]: col0 -> i=0 (ok), col1 tie [2, 2] -> 0 (wrong)
-    assert acc.item() == 0.5
+    # official accuracy: softmax each row over j, then per column j the argmax over rows i.
+    # row-softmax = [[0.269, 0.731], [0.119, 0.881]]: col0 -> i=0 (ok), col1 -> i=1 (ok). (An argmax over
+    # the raw scores would see a tie [2, 2] in col1 and count it wrong: 0.5.)
+    assert acc.item() == 1.0
 
 
 def test_info_nce_matches_per_clip_loop():
@@ -29,7 +31,7 @@ def test_info_nce_matches_per_clip_loop():
     for b in range(3):
         s = target[b] @ pred[b].T
         total += torch.diag(torch.log_softmax(s, -1)).sum().item()
-        correct += (s.argmax(0) == torch.arange(5)).sum().item()
+        correct += (torch.softmax(s, -1).argmax(0) == torch.arange(5)).sum().item()  # the official count
     loss, acc = info_nce(pred, target)
     assert abs(loss.item() + total / 15) < 1e-5
     assert abs(acc.item() - correct / 15) < 1e-6

@@ -25,8 +25,7 @@ import numpy as np
 import torch
 from numba import carray, njit, prange
 
-from ssamba.nn.scan_fused import (LANES, SEGMENT, _LAUNCH_LOCK, _LOG2E, _ZERO, _exp2_32, _sigmoid32,
-                                  _softplus32, _stack_float32)
+from ssamba.nn._numba import _LAUNCH_LOCK, _LOG2E, _ZERO, LANES, SEGMENT, _exp2_32, _sigmoid32, _softplus32, _stack_float32
 
 _F = np.float32
 _HALF = _F(0.5)

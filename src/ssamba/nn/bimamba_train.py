@@ -29,9 +29,19 @@ import numpy as np
 import torch
 from numba import carray, njit, prange
 
+from ssamba.nn._numba import (
+    _LAUNCH_LOCK,
+    _LOG2E,
+    _ONE,
+    _SOFTPLUS_THRESHOLD,
+    _ZERO,
+    LANES,
+    SEGMENT,
+    _exp2_32,
+    _sigmoid32,
+    _stack_float32,
+)
 from ssamba.nn.bimamba_fused import _biscan_kernel, _conv_silu_kernel, load_direction
-from ssamba.nn.scan_fused import (LANES, SEGMENT, _LAUNCH_LOCK, _LOG2E, _ONE, _SOFTPLUS_THRESHOLD, _ZERO,
-                                  _exp2_32, _sigmoid32, _stack_float32)
 
 _F = np.float32
 _HALF = _F(0.5)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from ssamba.nn.scan_fused import _LAUNCH_LOCK, _ONE, _sigmoid32
+from ssamba.nn._numba import _LAUNCH_LOCK, _ONE, _sigmoid32
 
 
 @njit(fastmath=True, cache=True, error_model="numpy", inline="always")

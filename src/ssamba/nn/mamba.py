@@ -29,7 +29,6 @@ from torch import nn
 from ssamba.nn.droppath import DropPath
 from ssamba.nn.scan import _fused_max_state, _numba_works, resolve_backend, selective_scan
 
-
 FUSED_TRAINING_ENV = "SSAMBA_FUSED_TRAINING"
 
 

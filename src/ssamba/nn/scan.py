@@ -83,6 +83,7 @@ def _numba_works() -> bool:
     """True when numba imports (the fused kernels are compiled lazily on first use)."""
     try:
         import numba  # noqa: F401
+
         from ssamba.nn import scan_fused  # noqa: F401
     except Exception:  # ImportError, or a numba/llvmlite that fails to load
         return False
@@ -100,7 +101,7 @@ def _mamba_ssm_scan() -> Callable | None:
 
 
 def _fused_max_state() -> int:
-    from ssamba.nn.scan_fused import MAX_STATE
+    from ssamba.nn._numba import MAX_STATE
     return MAX_STATE
 
 

@@ -3,8 +3,9 @@
 Both heads predict the raw 256-value (16 x 16) input patch of every masked position.
 - InfoNCE, as the official ``mpc``: per clip, ``scores[i, j] = target_i . pred_j`` over its M masked
   patches; log-softmax over the predictions ``j`` (last dim); loss = -mean of the diagonal over
-  clips and patches. Accuracy counts predictions ``j`` whose best-scoring target (argmax over
-  ``i``) is their own patch, as the official code does.
+  clips and patches. Accuracy, as the official code computes it: the scores are softmaxed over
+  the predictions (rows), then prediction ``j`` counts as correct when its own target ``j`` holds
+  the largest row-probability in column ``j`` (argmax over dim 0 of the row-softmaxed matrix).
 - MSE, as the official ``mpg``: mean squared error between prediction and raw patch.
 """
 
@@ -29,7 +30,7 @@ def info_nce(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, to
     log_probs = F.log_softmax(scores, dim=-1)
     loss = -torch.diagonal(log_probs, dim1=1, dim2=2).mean()
     positions = torch.arange(scores.shape[1], device=scores.device)
-    accuracy = (scores.argmax(dim=1) == positions).float().mean()
+    accuracy = (log_probs.argmax(dim=1) == positions).float().mean()   # log is monotone: same argmax
     return loss, accuracy.detach()
 
 
