@@ -92,12 +92,21 @@ class Embedder:
 
     def __init__(self, model: torch.nn.Module, device: str | torch.device | None = None,
                  dtype: torch.dtype = torch.float32, batch_size: int = 8,
-                 hop_frames: int | None = None, layers: int | Sequence[int] | str | None = None) -> None:
+                 hop_frames: int | None = None, layers: int | Sequence[int] | str | None = None,
+                 engine: str = "torch", onnx_path: str | Path | None = None) -> None:
+        if engine == "onnxruntime":  # the encoder runs in onnxruntime; windowing/pooling as below
+            from ssamba.export import OnnxEncoder
+            model, device = OnnxEncoder(onnx_path if onnx_path is not None else model), "cpu"
+            if layers is not None:
+                raise ConfigError("layers=: an exported encoder gives its final tokens only")
+        elif engine != "torch":
+            raise ConfigError(f"engine={engine!r}: use 'torch' or 'onnxruntime'")
         if dtype not in (torch.float32, torch.bfloat16):
             raise ConfigError(f"dtype={dtype}: use torch.float32 or torch.bfloat16")
         if batch_size < 1:
             raise ConfigError(f"batch_size={batch_size}: must be at least 1")
-        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        params = list(model.parameters())  # none for an OnnxEncoder: it runs on the CPU
+        self.device = torch.device(device) if device is not None else (params[0].device if params else torch.device("cpu"))
         self.model = model.to(self.device).eval()
         self.dtype = dtype
         self.batch_size = batch_size
@@ -111,7 +120,7 @@ class Embedder:
         self.hop = hop
         self.features = FeatureExtractor(dataclasses.replace(feature_config_for(model), target_length=None))
         self.pad_value = self.features.config.pad_value
-        self.layers = resolve_layers(layers, model.num_layers)
+        self.layers = resolve_layers(layers, model.num_layers) if layers is not None else None
 
     @property
     def sample_rate(self) -> int:
@@ -230,6 +239,9 @@ class Embedder:
 
 def as_encoder(model) -> torch.nn.Module:
     """An encoder object as is, or one loaded with ``ssamba.load`` from a path."""
+    if isinstance(model, (str, Path)) and str(model).endswith(".onnx"):
+        from ssamba.export import OnnxEncoder
+        return OnnxEncoder(model)
     if isinstance(model, (str, Path)):
         from ssamba.models.checkpoint import load
         return load(model)

@@ -25,6 +25,7 @@ COMMANDS = {
     "shards": "shards",
     "bench": "bench",
     "demo": "demo",
+    "export": "export",
 }
 
 

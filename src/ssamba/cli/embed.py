@@ -15,7 +15,9 @@ def add_parser(sub) -> None:
                        description="One scene embedding per file (OUT.npy + OUT.files.txt), or with "
                                    "--timestamps an OUT.npz holding names, per-file embeddings and times.")
     p.add_argument("inputs", nargs="+", metavar="FILES_OR_DIRS", help="audio files and/or directories (recursive)")
-    p.add_argument("--model", required=True, help="ssamba checkpoint dir or official .pth")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", help="ssamba checkpoint dir or official .pth")
+    src.add_argument("--onnx", help="an encoder exported by `ssamba export`, run by onnxruntime")
     p.add_argument("--out", required=True, help="output .npy (scene) or .npz (--timestamps)")
     p.add_argument("--timestamps", action="store_true", help="timestamp embeddings instead of scene embeddings")
     p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
@@ -40,7 +42,7 @@ def run(args) -> int:
     files = find_audio_files(args.inputs)
     if not files:
         raise ConfigError(f"no audio files found in {' '.join(args.inputs)}")
-    result = embed_files(files, args.model, timestamps=args.timestamps, batch_size=args.batch_size,
+    result = embed_files(files, args.onnx or args.model, timestamps=args.timestamps, batch_size=args.batch_size,
                          device=args.device, dtype=getattr(torch, args.dtype), skip_errors=args.skip_errors,
                          layers=args.layers)
     out.parent.mkdir(parents=True, exist_ok=True)

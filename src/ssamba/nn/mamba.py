@@ -49,6 +49,11 @@ def _s4d_real_log(channels: int, d_state: int) -> torch.Tensor:
     return torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(channels, 1).contiguous()
 
 
+def _exporting() -> bool:
+    """True while torch.onnx / torch.jit traces the model: use the exportable eager path."""
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+
+
 class BiMamba(nn.Module):
     """Bidirectional selective-SSM mixer with shared in/out projections and per-direction SSM branches."""
 
@@ -84,8 +89,9 @@ class BiMamba(nn.Module):
             self.out_proj.weight /= math.sqrt(num_layers)
 
     def _fused_kernels_apply(self, hidden: torch.Tensor) -> bool:
-        """True when the fused CPU kernels apply (float32, no autocast, the numba scan backend)."""
-        return (hidden.device.type == "cpu" and hidden.dtype == torch.float32
+        """True when the fused CPU kernels apply (float32, no autocast, the numba scan backend, not
+        while tracing for ONNX export)."""
+        return (not _exporting() and hidden.device.type == "cpu" and hidden.dtype == torch.float32
                 and not torch.is_autocast_enabled("cpu")  # autocast makes the projections bfloat16
                 and self.A_log.dtype == torch.float32 and self.d_state <= _fused_max_state()
                 and resolve_backend(hidden, self.scan_backend) == "fused")
@@ -123,7 +129,7 @@ class BiMamba(nn.Module):
         u = torch.cat([x, x.flip(-1)], dim=1)                      # (B, 2E, L)
         conv_w = torch.cat([self.conv1d.weight, self.conv1d_b.weight], dim=0)
         conv_b = torch.cat([self.conv1d.bias, self.conv1d_b.bias], dim=0)
-        if u.device.type == "cpu" and u.dtype == torch.float32 and _numba_works():
+        if u.device.type == "cpu" and u.dtype == torch.float32 and _numba_works() and not _exporting():
             # oneDNN's depthwise conv backward is very slow on CPU; this numba kernel is not
             from ssamba.nn.conv_fused import causal_conv1d_silu
             u = causal_conv1d_silu(u, conv_w[:, 0], conv_b)
@@ -144,7 +150,8 @@ class BiMamba(nn.Module):
         D = torch.cat([self.D, self.D_b], dim=0).float()
         delta_bias = torch.cat([self.dt_proj.bias, self.dt_proj_b.bias], dim=0).float()
         y = selective_scan(u.contiguous(), delta.contiguous(), A, B_ssm, C_ssm, D,
-                           delta_bias=delta_bias, delta_softplus=True, backend=self.scan_backend)
+                           delta_bias=delta_bias, delta_softplus=True,
+                           backend="export" if _exporting() else self.scan_backend)
         # gate after un-flipping: flip(y_b * silu(flip z)) == flip(y_b) * silu(z), so both directions
         # share one gate and z is never flipped or copied
         y = (y[:, :E] + y[:, E:].flip(-1)) * F.silu(z) / 2        # (B, E, L)

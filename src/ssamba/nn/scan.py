@@ -12,7 +12,8 @@ Backends:
     "ref"      sequential loop: slow, obviously correct, the oracle of the tests;
     "chunked"  eager PyTorch by chunks (``scan_chunked``): any device, autograd, O(L·E·N) memory;
     "fused"    numba CPU kernels for forward and backward (``scan_fused``): O(L·E) memory, fast;
-    "cuda"     mamba_ssm's CUDA kernel (``selective_scan_fn``) for CUDA tensors.
+    "cuda"     mamba_ssm's CUDA kernel (``selective_scan_fn``) for CUDA tensors;
+    "export"   closed-form chunks with static shapes (``scan_export``), for ONNX export.
 Choice: the ``backend`` argument > env var ``SSAMBA_SCAN_BACKEND`` > automatic (CUDA tensors:
 "cuda" when mamba_ssm imports, else "chunked"; CPU: "fused" when numba works, else "chunked").
 "auto" (or an empty value) means automatic. Which backend runs is logged once per
@@ -31,7 +32,7 @@ import torch.nn.functional as F
 
 from ssamba.errors import ConfigError
 
-BACKENDS = ("ref", "chunked", "fused", "cuda")
+BACKENDS = ("ref", "chunked", "fused", "cuda", "export")
 ENV_VAR = "SSAMBA_SCAN_BACKEND"
 _log = logging.getLogger(__name__)
 _already_logged: set[tuple[str, str, str]] = set()
@@ -113,7 +114,7 @@ def available_backends(device: torch.device | str = "cpu") -> list[str]:
         names.append("cuda")
     if device.type == "cpu" and _numba_works():
         names.append("fused")
-    return names + ["chunked", "ref"]
+    return names + ["chunked", "ref", "export"]
 
 
 def resolve_backend(tensor: torch.Tensor | torch.device | str, requested: str | None = None) -> str:
@@ -177,8 +178,13 @@ def _run_fused(*args):
     return selective_scan_fused(*args)
 
 
+def _run_export(*args):
+    from ssamba.nn.scan_export import selective_scan_export
+    return selective_scan_export(*args)
+
+
 _IMPLEMENTATIONS = {"ref": selective_scan_ref, "chunked": _run_chunked,
-                    "fused": _run_fused, "cuda": _run_cuda}
+                    "fused": _run_fused, "cuda": _run_cuda, "export": _run_export}
 
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None,

@@ -1,0 +1,98 @@
+"""``to_onnx``: an encoder as an ONNX graph from normalised fbank windows to tokens and embedding.
+
+Graph: input ``fbank`` (batch, frames, bins) float32, batch dynamic, frames fixed (the
+checkpoint's ``input_tdim`` unless given); outputs ``tokens`` (batch, n_cls + patches, D) after
+the final norm and ``embedding`` (batch, D), the official mean of the non-CLS tokens.
+The SSAMBA mixer is traced through its eager path with the closed-form chunked scan
+(``ssamba.nn.scan_export``), picked automatically while tracing. Metadata: ``ssamba.encoder_config``
+(JSON, ``input_tdim`` = the exported window) and ``ssamba.features`` (JSON feature config), so a
+reader can rebuild the input pipeline. ``quantize="int8"``: dynamic int8 quantization of the
+MatMul weights only; the scan, A, delta and the state stay float32.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+from ssamba.errors import ConfigError
+
+DEFAULT_OPSET = 17
+QUANTIZATIONS = ("int8",)
+META_CONFIG, META_FEATURES = "ssamba.encoder_config", "ssamba.features"
+
+
+class _Graph(torch.nn.Module):
+    """fbank -> (tokens, embedding): the two outputs of the exported graph."""
+
+    def __init__(self, encoder: torch.nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, fbank: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens = self.encoder.forward_features(fbank)
+        return tokens, self.encoder.pool(tokens)
+
+
+def _import_onnx():
+    try:
+        import onnx
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(f"ONNX export needs onnx and onnxruntime: pip install 'ssamba[export]' ({exc})") from exc
+    return onnx
+
+
+def to_onnx(model, path: str | os.PathLike, frames: int | None = None, opset: int = DEFAULT_OPSET,
+            quantize: str | None = None) -> Path:
+    """Export ``model`` (an encoder, a checkpoint dir or an official .pth) to ``path``; returns it."""
+    from ssamba.inference import as_encoder, feature_config_for
+
+    onnx = _import_onnx()
+    if quantize not in (None, *QUANTIZATIONS):
+        raise ConfigError(f"quantize={quantize!r}: choose one of {', '.join(QUANTIZATIONS)} or none")
+    encoder = as_encoder(model)
+    was_training = encoder.training
+    encoder.float().eval()
+    cfg = encoder.config
+    frames = int(frames or cfg.input_tdim)
+    if frames < cfg.tshape:
+        raise ConfigError(f"frames={frames}: shorter than one patch ({cfg.tshape} frames)")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dummy = torch.zeros(2, frames, cfg.input_fdim)
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "fp32.onnx"
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # tracer warnings about Python ints from shapes
+            # the wrapper is put in eval mode first: export restores the mode it found, recursively
+            torch.onnx.export(_Graph(encoder).eval(), (dummy,), str(raw), input_names=["fbank"],
+                              output_names=["tokens", "embedding"], opset_version=opset,
+                              dynamic_axes={"fbank": {0: "batch"}, "tokens": {0: "batch"},
+                                            "embedding": {0: "batch"}},
+                              do_constant_folding=True, dynamo=False)
+        encoder.train(was_training)
+        graph = onnx.load(str(raw))
+        meta = {META_CONFIG: json.dumps(dataclasses.replace(cfg, input_tdim=frames).to_dict()),
+                META_FEATURES: json.dumps(dataclasses.asdict(feature_config_for(encoder)))}
+        for key, value in meta.items():
+            graph.metadata_props.add(key=key, value=value)
+        graph.producer_name = "ssamba"
+        if quantize is None:
+            onnx.save(graph, str(path))
+            return path
+        onnx.save(graph, str(raw))
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+        quantize_dynamic(str(raw), str(path), op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
+        quantized = onnx.load(str(path))
+        if not any(p.key == META_CONFIG for p in quantized.metadata_props):
+            for key, value in meta.items():
+                quantized.metadata_props.add(key=key, value=value)
+            onnx.save(quantized, str(path))
+    return path
