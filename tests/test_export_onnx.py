@@ -70,11 +70,15 @@ def test_swapped_scan_directions_are_detected(tmp_path):
             if hasattr(layer, "A_b_log"):
                 for a, b in (("A_log", "A_b_log"), ("D", "D_b")):
                     pa, pb = getattr(layer, a), getattr(layer, b)
-                    tmp = pa.clone(); pa.copy_(pb); pb.copy_(tmp)
+                    tmp = pa.clone()
+                    pa.copy_(pb)
+                    pb.copy_(tmp)
                 for a, b in (("conv1d", "conv1d_b"), ("x_proj", "x_proj_b"), ("dt_proj", "dt_proj_b")):
                     ma, mb = getattr(layer, a), getattr(layer, b)
                     for pa, pb in zip(ma.parameters(), mb.parameters()):
-                        tmp = pa.clone(); pa.copy_(pb); pb.copy_(tmp)
+                        tmp = pa.clone()
+                    pa.copy_(pb)
+                    pb.copy_(tmp)
         swapped = model(x).numpy()
     assert np.abs(engine.run(x.numpy())[1] - swapped).max() > 100 * TOL
 

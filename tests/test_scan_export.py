@@ -11,7 +11,9 @@ from ssamba.nn.scan_export import selective_scan_export
 
 def _inputs(batch, E, L, N, groups, seed=0, large_decay=False):
     g = torch.Generator().manual_seed(seed)
-    r = lambda *s: torch.randn(*s, generator=g)
+    def r(*shape):
+        return torch.randn(*shape, generator=g)
+
     u, delta, z = r(batch, E, L), r(batch, E, L) * 0.5, r(batch, E, L)
     A = -torch.rand(E, N, generator=g) * (50.0 if large_decay else 2.0) - 0.1
     shape = (batch, N, L) if groups is None else (batch, groups, N, L)

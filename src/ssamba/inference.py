@@ -27,23 +27,12 @@ import torch
 
 from ssamba.audio import list_audio_files, load_audio
 from ssamba.errors import AudioError, ConfigError
-from ssamba.features import FeatureConfig, FeatureExtractor
+from ssamba.features import FeatureExtractor
+from ssamba.features.extractor import feature_config_for
 
 FRAME_SHIFT_MS = 10.0
 POOLINGS = ("mean", "mean_std", "per_layer")
 FRAME_LENGTH_MS = 25.0
-
-
-def feature_config_for(model) -> FeatureConfig:
-    """The input pipeline an encoder was trained with (recorded in its config)."""
-    spec = model.config.features
-    if isinstance(spec, FeatureConfig):
-        return spec
-    if isinstance(spec, str):
-        return FeatureConfig.preset(spec)
-    if isinstance(spec, dict):
-        return FeatureConfig.from_dict(spec)
-    raise ConfigError(f"encoder config features={spec!r}: expected a preset name or a dict")
 
 
 def resolve_layers(layers: int | Sequence[int] | str | None, num_layers: int) -> list[int] | None:

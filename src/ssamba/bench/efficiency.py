@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from ssamba.bench.measure import MeasureSpec, cpu_model, frames_for_tokens, label
+from ssamba.errors import ConfigError
 
 PAPER_RATIOS_22K = {"time": 0.073, "memory": 0.046}
 DEFAULT_TOKENS = (512, 1024, 4096, 8192, 22000)
@@ -42,6 +43,14 @@ class BenchConfig:
     threads: int | None = None
     budget_s: float = 120.0
     timeout_s: float = 1800.0
+
+    def __post_init__(self) -> None:
+        bad = [t for t in self.tokens if int(t) < 1]
+        if bad:
+            raise ConfigError(f"--tokens {bad[0]}: token counts must be at least 1")
+        for name in ("batch", "repeats"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"--{name} {getattr(self, name)}: must be at least 1")
 
 
 def machine_info() -> dict:

@@ -22,6 +22,8 @@ from pathlib import Path
 import torch
 
 from ssamba.errors import ConfigError
+from ssamba.features.extractor import feature_config_for
+from ssamba.models.checkpoint import load
 
 DEFAULT_OPSET = 17
 QUANTIZATIONS = ("int8",)
@@ -52,12 +54,10 @@ def _import_onnx():
 def to_onnx(model, path: str | os.PathLike, frames: int | None = None, opset: int = DEFAULT_OPSET,
             quantize: str | None = None) -> Path:
     """Export ``model`` (an encoder, a checkpoint dir or an official .pth) to ``path``; returns it."""
-    from ssamba.inference import as_encoder, feature_config_for
-
     onnx = _import_onnx()
     if quantize not in (None, *QUANTIZATIONS):
         raise ConfigError(f"quantize={quantize!r}: choose one of {', '.join(QUANTIZATIONS)} or none")
-    encoder = as_encoder(model)
+    encoder = load(model) if isinstance(model, (str, os.PathLike)) else model
     was_training = encoder.training
     encoder.float().eval()
     cfg = encoder.config

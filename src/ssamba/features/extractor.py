@@ -168,3 +168,15 @@ def pad_or_crop(fbank: torch.Tensor, target_length: int | None) -> torch.Tensor:
     if frames < target_length:
         return torch.nn.functional.pad(fbank, (0, 0, 0, target_length - frames))
     return fbank
+
+
+def feature_config_for(model) -> FeatureConfig:
+    """The input pipeline an encoder was trained with (recorded in its config)."""
+    spec = model.config.features
+    if isinstance(spec, FeatureConfig):
+        return spec
+    if isinstance(spec, str):
+        return FeatureConfig.preset(spec)
+    if isinstance(spec, dict):
+        return FeatureConfig.from_dict(spec)
+    raise ConfigError(f"encoder config features={spec!r}: expected a preset name or a dict")
