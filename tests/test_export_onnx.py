@@ -77,8 +77,8 @@ def test_swapped_scan_directions_are_detected(tmp_path):
                     ma, mb = getattr(layer, a), getattr(layer, b)
                     for pa, pb in zip(ma.parameters(), mb.parameters()):
                         tmp = pa.clone()
-                    pa.copy_(pb)
-                    pb.copy_(tmp)
+                        pa.copy_(pb)
+                        pb.copy_(tmp)
         swapped = model(x).numpy()
     assert np.abs(engine.run(x.numpy())[1] - swapped).max() > 100 * TOL
 

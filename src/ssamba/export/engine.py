@@ -32,7 +32,7 @@ class OnnxEncoder(torch.nn.Module):
         if threads:
             options.intra_op_num_threads = threads
         try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+            self.session = self._session(ort, options)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise CheckpointError(f"{self.path}: not a loadable ONNX model ({str(exc).splitlines()[0]})") from exc
         meta = self.session.get_modelmeta().custom_metadata_map
@@ -41,6 +41,15 @@ class OnnxEncoder(torch.nn.Module):
         self.config = EncoderConfig.from_dict(json.loads(meta["ssamba.encoder_config"]))
         self.feature_config = FeatureConfig.from_dict(json.loads(meta["ssamba.features"]))
         self.config.features = self.feature_config  # Embedder reads the pipeline from the config
+
+    def _session(self, ort, options):
+        """A CPU session; a graph that ``to_onnx`` optimised offline is loaded without optimising again."""
+        probe = ort.InferenceSession(str(self.path), _no_optimisation(ort), providers=["CPUExecutionProvider"])
+        if probe.get_modelmeta().custom_metadata_map.get("ssamba.optimized") == "basic":
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            if options.intra_op_num_threads == 0:
+                return probe
+        return ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
 
     @property
     def num_cls_tokens(self) -> int:
@@ -69,3 +78,9 @@ class OnnxEncoder(torch.nn.Module):
     def pool(self, tokens: torch.Tensor) -> torch.Tensor:
         """The official embedding: mean of the non-CLS tokens (as the graph's ``embedding``)."""
         return tokens[:, self.num_cls_tokens:].mean(dim=1)
+
+
+def _no_optimisation(ort):
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return options

@@ -28,6 +28,7 @@ from ssamba.models.checkpoint import load
 DEFAULT_OPSET = 17
 QUANTIZATIONS = ("int8",)
 META_CONFIG, META_FEATURES = "ssamba.encoder_config", "ssamba.features"
+META_OPTIMIZED = "ssamba.optimized"   # "basic": graph already optimised offline, load it as is
 
 
 class _Graph(torch.nn.Module):
@@ -49,6 +50,17 @@ def _import_onnx():
     except ImportError as exc:
         raise ConfigError(f"ONNX export needs onnx and onnxruntime: pip install 'ssamba[export]' ({exc})") from exc
     return onnx
+
+
+def _optimize_offline(source: Path, target: Path) -> None:
+    """Apply onnxruntime's basic graph optimisations (constant folding, redundant-node removal)
+    and save the result, so sessions can skip optimising at load time."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(target)
+    ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
 
 
 def to_onnx(model, path: str | os.PathLike, frames: int | None = None, opset: int = DEFAULT_OPSET,
@@ -78,9 +90,15 @@ def to_onnx(model, path: str | os.PathLike, frames: int | None = None, opset: in
                                             "embedding": {0: "batch"}},
                               do_constant_folding=True, dynamo=False)
         encoder.train(was_training)
-        graph = onnx.load(str(raw))
+        # The traced graph is mostly shape bookkeeping (tens of thousands of nodes for a full model):
+        # optimise it once here, so that loading the file is fast (measured: 45 s -> ~1 s for tiny)
+        optimized = Path(tmp) / "basic.onnx"
+        _optimize_offline(raw, optimized)
+        graph = onnx.load(str(optimized))
         meta = {META_CONFIG: json.dumps(dataclasses.replace(cfg, input_tdim=frames).to_dict()),
-                META_FEATURES: json.dumps(dataclasses.asdict(feature_config_for(encoder)))}
+                META_FEATURES: json.dumps(dataclasses.asdict(feature_config_for(encoder))),
+                META_OPTIMIZED: "basic"}
+        del graph.metadata_props[:]
         for key, value in meta.items():
             graph.metadata_props.add(key=key, value=value)
         graph.producer_name = "ssamba"
