@@ -22,7 +22,12 @@ from ssamba.models.checkpoint import build_encoder
 from ssamba.models.official import load_official_state
 
 FIX = Path(__file__).parent / "fixtures" / "official"
-TOL = 5e-5
+# Parity errors are measured relative to the reference tensor's largest magnitude (tokens reach
+# ~6): two float32 implementations of the same network (different op order, fused vs reference
+# scan, SDPA vs naive attention) differ by a few ulps per layer; seen: <= 4e-7 relative (3 eps)
+# here with host and AVX2/generic kernels. 1e-5 (~84 eps) leaves room for other BLAS/CPUs yet
+# is 10x below what the plausible bugs below produce.
+TOL = 1e-5
 PRETRAIN_FRAMES = 64
 ARCH_OVERRIDES = {"ssamba": {}, "ssast": {"num_heads": 4}}  # SSAST heads cannot be read off the shapes
 
@@ -37,9 +42,10 @@ def expected(arch: str) -> dict:
     return torch.load(FIX / f"{arch}_expected.pt", weights_only=True)
 
 
-def max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Largest |a - b| relative to the largest |b| (the reference's scale)."""
     assert a.shape == b.shape, (a.shape, b.shape)
-    return (a - b).abs().max().item()
+    return ((a - b).abs().max() / b.abs().max()).item()
 
 
 def _variants(arch: str) -> list[dict]:
@@ -55,8 +61,8 @@ def test_pretraining_geometry_matches_official(arch, variant, inputs):
     assert (model.config.fstride, model.config.input_tdim) == (16, PRETRAIN_FRAMES)
     with torch.no_grad():
         tokens = model.forward_features(inputs["fbank"][:, :PRETRAIN_FRAMES])
-    assert max_abs(tokens, exp["tokens_pt"]) < TOL
-    assert max_abs(model.pool(tokens), exp["pooled_pt"]) < TOL
+    assert rel_err(tokens, exp["tokens_pt"]) < TOL
+    assert rel_err(model.pool(tokens), exp["pooled_pt"]) < TOL
 
 
 @pytest.mark.parametrize("arch", ["ssamba", "ssast"])
@@ -68,8 +74,8 @@ def test_finetuning_geometry_matches_official(arch, frames, inputs):
     with torch.no_grad():
         tokens = model.forward_features(inputs["fbank"][:, :frames])
         pooled = model(inputs["fbank"][:, :frames])
-    assert max_abs(tokens, exp[f"tokens_ft{frames}"]) < TOL
-    assert max_abs(pooled, exp[f"pooled_ft{frames}"]) < TOL
+    assert rel_err(tokens, exp[f"tokens_ft{frames}"]) < TOL
+    assert rel_err(pooled, exp[f"pooled_ft{frames}"]) < TOL
 
 
 @pytest.mark.parametrize("arch", ["ssamba", "ssast"])
@@ -83,7 +89,7 @@ def test_any_input_length_resizes_at_run_time_as_at_load_time(arch, frames, inpu
     with torch.no_grad():
         a, b = at_load.forward_features(x), at_run.forward_features(x)
     assert a.shape == (2, at_run.num_cls_tokens + 8 * ((frames - 16) // 16 + 1), 64)
-    assert max_abs(a, b) < 1e-6
+    assert rel_err(a, b) < 1e-6  # the same float32 ops in the same order: equal (seen: bitwise)
     assert torch.isfinite(b).all()
 
 
@@ -99,7 +105,7 @@ def test_masked_pretraining_forward_and_patch_targets_match_official(arch, input
     mask.scatter_(1, index, True)
     with torch.no_grad():
         tokens = model.forward_features(x, mask=mask, mask_embed=extra["mask_embed"])
-        assert max_abs(tokens, exp["tokens_masked"]) < TOL
+        assert rel_err(tokens, exp["tokens_masked"]) < TOL
         head = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 256))
         head.load_state_dict({k[len("gpredlayer."):]: v for k, v in extra.items() if k.startswith("gpredlayer.")})
         picked = torch.gather(tokens[:, model.num_cls_tokens:], 1, index[..., None].expand(-1, -1, 64))
@@ -118,7 +124,7 @@ def test_swapping_forward_and_backward_A_log_is_detected(inputs):
             layer.mixer.A_log.copy_(b)
             layer.mixer.A_b_log.copy_(a)
         tokens = model.forward_features(inputs["fbank"][:, :PRETRAIN_FRAMES])
-    assert max_abs(tokens, exp["tokens_pt"]) > 10 * TOL
+    assert rel_err(tokens, exp["tokens_pt"]) > 10 * TOL
 
 
 def test_dropping_the_backward_direction_is_detected(inputs):
@@ -128,7 +134,7 @@ def test_dropping_the_backward_direction_is_detected(inputs):
     with torch.no_grad():
         model.layers[0].mixer.D_b.add_(0.05)
         tokens = model.forward_features(inputs["fbank"][:, :PRETRAIN_FRAMES])
-    assert max_abs(tokens, exp["tokens_pt"]) > TOL
+    assert rel_err(tokens, exp["tokens_pt"]) > TOL
 
 
 @pytest.mark.parametrize("arch", ["ssamba", "ssast"])
