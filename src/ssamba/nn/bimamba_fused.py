@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from numba import carray, njit, prange
 
-from ssamba.nn._numba import _LAUNCH_LOCK, _LOG2E, _ZERO, LANES, SEGMENT, _exp2_32, _sigmoid32, _softplus32, _stack_float32
+from ssamba.nn._numba import _LAUNCH_LOCK, _LOG2E, _ONE, _ZERO, LANES, SEGMENT, _exp2_32, _sigmoid32, _softplus32, _stack_float32
 
 _F = np.float32
 _HALF = _F(0.5)
@@ -93,15 +93,12 @@ def _biscan_kernel(u, delta, xdbl, A, D, bias, z, out, L, R, parts, pre_gate, ck
         h = carray(_stack_float32(1024), (N, LANES))
         y_row = carray(_stack_float32(16), (LANES,))
         for block in range(p * per_part, min(blocks, (p + 1) * per_part)):
-            b = block // blocks_per_clip
-            e0 = (block - b * blocks_per_clip) * LANES
-            width = min(LANES, E - e0)
-            row0 = b * L
+            row0, base, first = block_lanes(block, E, L)
             for t in range(L):
                 for j in range(LANES):
                     ys[t, j] = _ZERO
             for d in range(2):
-                load_direction(u, delta, A, D, bias, d, row0, e0, width, dts, None, dtus, ys, rates)
+                load_direction(u, delta, A, D, bias, d, row0, base, first, dts, None, dtus, ys, rates)
                 for n in range(N):
                     for j in range(LANES):
                         rates[n, j] *= _LOG2E          # decay = 2^(dt·A·log2 e)
@@ -127,40 +124,52 @@ def _biscan_kernel(u, delta, xdbl, A, D, bias, z, out, L, R, parts, pre_gate, ck
                         ys[t, j] += y_row[j]
             for t in range(L):
                 row = row0 + t
-                for j in range(width):
-                    zt = z[row, e0 + j]
+                for j in range(first, LANES):
+                    zt = z[row, base + j]
                     if train:
-                        pre_gate[row, e0 + j] = ys[t, j]
-                    out[row, e0 + j] = ys[t, j] * zt * _sigmoid32(zt) * _HALF
+                        pre_gate[row, base + j] = ys[t, j]
+                    out[row, base + j] = ys[t, j] * zt * _sigmoid32(zt) * _HALF
 
 
 @njit(fastmath=True, cache=True, error_model="numpy", inline="always")
-def load_direction(u, delta, A, D, bias, d, row0, e0, width, dts, us, dtus, skip, rates):
-    """Gather direction ``d`` of one block of LANES channels into lane-major scratch: dts, dtus
-    (and ``us`` unless None) (L, LANES); adds D·u into ``skip`` unless None; rates (N, LANES) = A.
-    Lanes past ``width`` get zeros, which makes them inert (no input, decay 1, zero gradient)."""
+def block_lanes(block, E, L):
+    """Block -> (first row of its clip, first channel ``base``, first live lane ``first``).
+
+    A block is LANES consecutive channels ``base..base+LANES-1`` (needs E >= LANES). The last
+    block of a clip is shifted back to end at channel E, and its lanes below ``first`` (channels
+    the previous block owns) are inert: every lane's index stays base + j, so the lane loops
+    load and store whole vectors (a clamped or branchy index kept them scalar).
+    """
+    blocks_per_clip = (E + LANES - 1) // LANES
+    b = block // blocks_per_clip
+    e0 = (block - b * blocks_per_clip) * LANES
+    base = min(e0, E - LANES)
+    return b * L, base, e0 - base
+
+
+@njit(fastmath=True, cache=True, error_model="numpy", inline="always")
+def load_direction(u, delta, A, D, bias, d, row0, base, first, dts, us, dtus, skip, rates):
+    """Gather direction ``d`` of one block into lane-major scratch: dts, dtus (and ``us`` unless
+    None) (L, LANES); adds D·u into ``skip`` unless None; rates (N, LANES) = A.
+    Inert lanes (below ``first``) get zeros: no input, decay 1, zero gradient.
+    """
     L = dts.shape[0]
     N = rates.shape[0]
     for t in range(L):
         row = row0 + t
         for j in range(LANES):
-            if j < width:
-                ut = u[d, row, e0 + j]
-                dt = _softplus32(delta[d, row, e0 + j] + bias[d, e0 + j])
-                dts[t, j] = dt
-                dtus[t, j] = dt * ut
-                if us is not None:
-                    us[t, j] = ut
-                if skip is not None:
-                    skip[t, j] += D[d, e0 + j] * ut
-            else:
-                dts[t, j] = _ZERO
-                dtus[t, j] = _ZERO
-                if us is not None:
-                    us[t, j] = _ZERO
+            keep = _ONE if j >= first else _ZERO
+            ut = u[d, row, base + j] * keep
+            dt = _softplus32(delta[d, row, base + j] + bias[d, base + j]) * keep
+            dts[t, j] = dt
+            dtus[t, j] = dt * ut
+            if us is not None:
+                us[t, j] = ut
+            if skip is not None:
+                skip[t, j] += D[d, base + j] * ut
     for n in range(N):
         for j in range(LANES):
-            rates[n, j] = A[d, e0 + j, n] if j < width else _ZERO
+            rates[n, j] = A[d, base + j, n] * (_ONE if j >= first else _ZERO)
 
 
 def _direction_params(mixer, reverse: bool) -> dict[str, torch.Tensor]:

@@ -33,15 +33,14 @@ from ssamba.nn._numba import (
     _LAUNCH_LOCK,
     _LOG2E,
     _ONE,
-    _SOFTPLUS_THRESHOLD,
     _ZERO,
     LANES,
     SEGMENT,
-    _exp2_32,
     _sigmoid32,
     _stack_float32,
 )
-from ssamba.nn.bimamba_fused import _biscan_kernel, _conv_silu_kernel, load_direction
+from ssamba.nn.bimamba_fused import _biscan_kernel, _conv_silu_kernel, block_lanes, load_direction
+from ssamba.nn.scan_fused import adjoint_segments
 
 _F = np.float32
 _HALF = _F(0.5)
@@ -63,7 +62,6 @@ def _biscan_backward_kernel(u, delta, xdbl, A, D, bias, z, pre_gate, dout, ckpt,
     blocks_per_clip = (E + LANES - 1) // LANES
     blocks = batch * blocks_per_clip
     per_part = (blocks + parts - 1) // parts
-    segments = (L + SEGMENT - 1) // SEGMENT
     for p in prange(parts):
         dts = np.empty((L, LANES), dtype=np.float32)
         us = np.empty((L, LANES), dtype=np.float32)
@@ -79,144 +77,124 @@ def _biscan_backward_kernel(u, delta, xdbl, A, D, bias, z, pre_gate, dout, ckpt,
         dA_acc = carray(_stack_float32(1024), (N, LANES))
         ddt_row = carray(_stack_float32(16), (LANES,))
         du_row = carray(_stack_float32(16), (LANES,))
+        lane_out = carray(_stack_float32(16), (LANES,))
+        dbias_acc = carray(_stack_float32(16), (LANES,))
+        dD_acc = carray(_stack_float32(16), (LANES,))
+        d_lanes = carray(_stack_float32(16), (LANES,))
         dxdbl = dxdbl_part[p]
         for block in range(p * per_part, min(blocks, (p + 1) * per_part)):
-            b = block // blocks_per_clip
-            e0 = (block - b * blocks_per_clip) * LANES
-            width = min(LANES, E - e0)
-            row0 = b * L
+            row0, base, first = block_lanes(block, E, L)
+            b = row0 // L
             # 1. through the gate: out = pre_gate · SiLU(z) / 2
             for t in range(L):
                 row = row0 + t
                 for j in range(LANES):
-                    if j < width:
-                        zt = z[row, e0 + j]
-                        s = _sigmoid32(zt)
-                        go = dout[row, e0 + j] * _HALF
-                        dz[row, e0 + j] = go * pre_gate[row, e0 + j] * s * (_ONE + zt * (_ONE - s))
-                        gs[t, j] = go * zt * s
-                    else:
-                        gs[t, j] = _ZERO
+                    zt = z[row, base + j]
+                    s = _sigmoid32(zt)
+                    go = dout[row, base + j] * (_HALF if j >= first else _ZERO)
+                    lane_out[j] = go * pre_gate[row, base + j] * s * (_ONE + zt * (_ONE - s))
+                    gs[t, j] = go * zt * s
+                for j in range(first, LANES):
+                    dz[row, base + j] = lane_out[j]
             for d in range(2):
-                load_direction(u, delta, A, D, bias, d, row0, e0, width, dts, us, dtus, None, rates)
+                load_direction(u, delta, A, D, bias, d, row0, base, first, dts, us, dtus, None, rates)
+                for j in range(LANES):
+                    d_lanes[j] = D[d, base + j] * (_ONE if j >= first else _ZERO)
                 for n in range(N):
                     for j in range(LANES):
                         rates2[n, j] = rates[n, j] * _LOG2E
                         carry[n, j] = _ZERO
                         dA_acc[n, j] = _ZERO
-                # 2. the adjoint recurrence, one segment at a time (latest first)
-                for seg in range(segments - 1, -1, -1):
-                    s0 = seg * SEGMENT
-                    s1 = min(L, s0 + SEGMENT)
+                # 2. the adjoint recurrence (direction 1 runs backwards in time)
+                adjoint_segments(dts, us, dtus, gs, rates, rates2, d_lanes, ckpt[d, block],
+                                 xdbl[d, :, R:R + N], xdbl[d, :, R + N:], dxdbl[d, :, :N], dxdbl[d, :, N:],
+                                 row0, d == 1, carry, dA_acc, seg_states, seg_decays, ddts, dus, ddt_row, du_row)
+                # 3. scatter, through softplus (its derivative is the sigmoid) and the bias
+                for j in range(LANES):
+                    dbias_acc[j] = _ZERO
+                    dD_acc[j] = _ZERO
+                for t in range(L):
+                    row = row0 + t
+                    for j in range(LANES):
+                        g = ddts[t, j] * _sigmoid32(delta[d, row, base + j] + bias[d, base + j])  # 0 if inert
+                        lane_out[j] = g
+                        dbias_acc[j] += g
+                        dD_acc[j] += gs[t, j] * us[t, j]
+                    for j in range(first, LANES):
+                        ddelta[d, row, base + j] = lane_out[j]
+                        du[d, row, base + j] = dus[t, j]
+                for j in range(first, LANES):
+                    dbias_ch[d, b, base + j] = dbias_acc[j]
+                    dD_ch[d, b, base + j] = dD_acc[j]
                     for n in range(N):
-                        for j in range(LANES):
-                            seg_states[0, n, j] = ckpt[d, block, seg, n, j]
-                    for step in range(s0, s1):
-                        t = step if d == 0 else L - 1 - step
-                        k = step - s0
-                        for n in range(N):
-                            b_tn = xdbl[d, row0 + t, R + n]
-                            for j in range(LANES):
-                                a = _exp2_32(dts[t, j] * rates2[n, j])
-                                seg_decays[k, n, j] = a
-                                seg_states[k + 1, n, j] = a * seg_states[k, n, j] + dtus[t, j] * b_tn
-                    for step in range(s1 - 1, s0 - 1, -1):
-                        t = step if d == 0 else L - 1 - step
-                        k = step - s0
-                        row = row0 + t
-                        for j in range(LANES):
-                            ddt_row[j] = _ZERO
-                            du_row[j] = gs[t, j] * (D[d, e0 + j] if j < width else _ZERO)
-                        for n in range(N):
-                            b_tn = xdbl[d, row, R + n]
-                            c_tn = xdbl[d, row, R + N + n]
-                            sum_b = _ZERO
-                            sum_c = _ZERO
-                            for j in range(LANES):
-                                dy = gs[t, j]
-                                gn = dy * c_tn + carry[n, j]
-                                a = seg_decays[k, n, j]
-                                sum_c += dy * seg_states[k + 1, n, j]
-                                ga = gn * a * seg_states[k, n, j]
-                                dA_acc[n, j] += ga * dts[t, j]
-                                gb = gn * b_tn
-                                ddt_row[j] += ga * rates[n, j] + us[t, j] * gb
-                                du_row[j] += dts[t, j] * gb
-                                sum_b += gn * dtus[t, j]
-                                carry[n, j] = a * gn
-                            dxdbl[d, row, n] += sum_b
-                            dxdbl[d, row, N + n] += sum_c
-                        for j in range(LANES):
-                            ddts[t, j] = ddt_row[j]
-                            dus[t, j] = du_row[j]
-                # 3. scatter per channel, through softplus and the bias
-                for j in range(width):
-                    e = e0 + j
-                    dbias_acc = _ZERO
-                    dD_acc = _ZERO
-                    for t in range(L):
-                        row = row0 + t
-                        raw = delta[d, row, e] + bias[d, e]
-                        g = ddts[t, j] * (_ONE if raw > _SOFTPLUS_THRESHOLD else _sigmoid32(raw))
-                        ddelta[d, row, e] = g
-                        du[d, row, e] = dus[t, j]
-                        dbias_acc += g
-                        dD_acc += gs[t, j] * us[t, j]
-                    dbias_ch[d, b, e] = dbias_acc
-                    dD_ch[d, b, e] = dD_acc
-                    for n in range(N):
-                        dA_ch[d, b, e, n] = dA_acc[n, j]
+                        dA_ch[d, b, base + j, n] = dA_acc[n, j]
 
 
 @njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
-def _conv_silu_backward_kernel(x, weight, bias, du, L, parts, dx, dweight, dbias):
-    """Gradients of ``_conv_silu_kernel`` given du (2, batch·L, E).
+def _conv_silu_backward_kernel(x, weight, bias, du, L, parts, dx, dweight_part, dbias_part):
+    """Gradients of ``_conv_silu_kernel`` given du (2, batch·L, E), which is overwritten.
 
-    dx: (batch·L, >=E) rows, only the first E columns written (accumulated from zero);
-    dweight (2, K, E), dbias (2, E). Parts own disjoint channel ranges (no races, any batch).
+    Two passes over rows split among ``parts`` workers, as the forward (any batch, any length):
+    1. per row, the pre-activation a is recomputed and du becomes g = du · SiLU'(a); the weight
+       and bias gradients are accumulated per worker part into dweight_part (parts, 2, K, E)
+       and dbias_part (parts, 2, E), summed by the caller;
+    2. per row, dx = Σ_d Σ_k w[d, k] · g[d, the row that tap k of direction d reads it from],
+       a gather, so no two workers write the same row. dx: (batch·L, >=E), first E columns.
+    Each inner loop writes one array, so LLVM vectorises it over channels.
     """
     rows = du.shape[1]
     E = du.shape[2]
     K = weight.shape[1]
-    per_part = (E + parts - 1) // parts
+    items = 2 * rows
+    per_part = (items + parts - 1) // parts
     for p in prange(parts):
-        lo = p * per_part
-        hi = min(E, lo + per_part)
-        if lo >= hi:
-            continue
-        acc = np.empty(hi - lo, dtype=np.float32)
-        for row in range(rows):
-            for e in range(lo, hi):
-                dx[row, e] = _ZERO
+        acc = np.empty(E, dtype=np.float32)
+        dw = dweight_part[p]
+        db = dbias_part[p]
         for d in range(2):
-            for e in range(lo, hi):
-                dbias[d, e] = _ZERO
-                for k in range(K):
-                    dweight[d, k, e] = _ZERO
-            for row in range(rows):
-                t = row % L
-                for e in range(lo, hi):
-                    acc[e - lo] = bias[d, e]
+            for e in range(E):
+                db[d, e] = _ZERO
+            for k in range(K):
+                for e in range(E):
+                    dw[d, k, e] = _ZERO
+        for item in range(p * per_part, min(items, (p + 1) * per_part)):
+            d = item // rows
+            row = item - d * rows
+            t = row % L
+            for e in range(E):
+                acc[e] = bias[d, e]
+            for k in range(K):
+                shift = k - (K - 1) if d == 0 else K - 1 - k
+                if 0 <= t + shift < L:
+                    for e in range(E):
+                        acc[e] += weight[d, k, e] * x[row + shift, e]
+            for e in range(E):
+                a = acc[e]
+                s = _sigmoid32(a)
+                acc[e] = du[d, row, e] * s * (_ONE + a * (_ONE - s))   # d SiLU(a) / da
+            for e in range(E):
+                du[d, row, e] = acc[e]
+                db[d, e] += acc[e]
+            for k in range(K):
+                shift = k - (K - 1) if d == 0 else K - 1 - k
+                if 0 <= t + shift < L:
+                    for e in range(E):
+                        dw[d, k, e] += acc[e] * x[row + shift, e]
+    per_part = (rows + parts - 1) // parts
+    for p in prange(parts):
+        acc = np.empty(E, dtype=np.float32)
+        for row in range(p * per_part, min(rows, (p + 1) * per_part)):
+            s = row % L           # x[s] was read by output row s - shift of tap k
+            for e in range(E):
+                acc[e] = _ZERO
+            for d in range(2):
                 for k in range(K):
                     shift = k - (K - 1) if d == 0 else K - 1 - k
-                    if 0 <= t + shift < L:
-                        src = row + shift
-                        for e in range(lo, hi):
-                            acc[e - lo] += weight[d, k, e] * x[src, e]
-                for e in range(lo, hi):
-                    a = acc[e - lo]
-                    s = _sigmoid32(a)
-                    g = du[d, row, e] * s * (_ONE + a * (_ONE - s))   # d SiLU(a) / da
-                    acc[e - lo] = g
-                    dbias[d, e] += g
-                for k in range(K):
-                    shift = k - (K - 1) if d == 0 else K - 1 - k
-                    if 0 <= t + shift < L:
-                        src = row + shift
-                        for e in range(lo, hi):
-                            g = acc[e - lo]
-                            dx[src, e] += weight[d, k, e] * g
-                            dweight[d, k, e] += g * x[src, e]
+                    if 0 <= s - shift < L:
+                        for e in range(E):
+                            acc[e] += weight[d, k, e] * du[d, row - shift, e]
+            for e in range(E):
+                dx[row, e] = acc[e]
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -289,11 +267,14 @@ class BiMambaCore(torch.autograd.Function):
         d_dt_w = torch.bmm(xdbl[..., :R].transpose(1, 2), ddelta)
         d_x_w = torch.bmm(u.transpose(1, 2), dxdbl)
         du.baddbmm_(dxdbl, x_w.transpose(1, 2))
-        d_conv_w, d_conv_b = torch.empty_like(conv_w), torch.empty_like(conv_b)
+        conv_parts = _parts(rows)
+        d_conv_w = conv_w.new_empty(conv_parts, *conv_w.shape)
+        d_conv_b = conv_b.new_empty(conv_parts, *conv_b.shape)
         with _LAUNCH_LOCK:
             _conv_silu_backward_kernel(_np(xz), _np(conv_w), _np(conv_b), _np(du), length,
-                                       _parts(E), _np(dxz), _np(d_conv_w), _np(d_conv_b))
-        return dxz, d_conv_w, d_conv_b, d_x_w, d_dt_w, dbias_ch.sum(1), dA_ch.sum(1), dD_ch.sum(1), None
+                                       conv_parts, _np(dxz), _np(d_conv_w), _np(d_conv_b))
+        return (dxz, d_conv_w.sum(0), d_conv_b.sum(0), d_x_w, d_dt_w, dbias_ch.sum(1), dA_ch.sum(1),
+                dD_ch.sum(1), None)
 
 
 def bimamba_train(mixer, hidden: torch.Tensor, reverse: bool = False) -> torch.Tensor:

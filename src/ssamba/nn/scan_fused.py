@@ -88,6 +88,69 @@ def _block_geometry(block, E, G, blocks_per_group):
     return group_row, b * E + e0, e0, min(LANES, per_group - first_in_group)
 
 
+@njit(fastmath=True, cache=True, error_model="numpy", inline="always")
+def adjoint_segments(dts, us, dtus, gs, rates, rates2, d_lanes, checkpoints, Bv, Cv, dBv, dCv, row0, reverse,
+                     carry, dA_acc, seg_states, seg_decays, ddts, dus, ddt_row, du_row):
+    """The reverse-time pass of one block of LANES channels (shared by every fused backward).
+
+    Per channel and state n, with a_t = exp(dt_t·A), h_t = a_t h_{t-1} + dt_t u_t B_t,
+    y_t = Σ_n C_t h_t + D u_t and g_t = dLoss/dy_t (``gs``), the state gradient runs backwards,
+        λ_t = g_t C_t + a_{t+1} λ_{t+1}     (``carry`` holds a_{t+1} λ_{t+1}; starts as dLoss/dh_L)
+    and gives dA += λ_t a_t h_{t-1} dt_t, d dt_t = Σ_n λ_t (a_t h_{t-1} A + u_t B_t),
+    du_t = D g_t + Σ_n λ_t dt_t B_t, dB_t += Σ_lanes λ_t dt_t u_t, dC_t += Σ_lanes g_t h_t.
+    States are recomputed one SEGMENT at a time (latest first) from ``checkpoints`` (segments, N,
+    LANES), the states before every SEGMENT-th step. Scratch rows are indexed by time t; step s
+    of the recurrence is t = s, or t = L-1-s when ``reverse``; B/C rows are ``row0 + t``.
+    Writes ddts, dus (L, LANES); accumulates dA_acc (N, LANES), dBv, dCv (rows, N).
+    """
+    L = dts.shape[0]
+    N = rates.shape[0]
+    for seg in range((L + SEGMENT - 1) // SEGMENT - 1, -1, -1):
+        s0 = seg * SEGMENT
+        s1 = min(L, s0 + SEGMENT)
+        for n in range(N):
+            for j in range(LANES):
+                seg_states[0, n, j] = checkpoints[seg, n, j]
+        for step in range(s0, s1):
+            t = L - 1 - step if reverse else step
+            k = step - s0
+            for n in range(N):
+                b_tn = Bv[row0 + t, n]
+                for j in range(LANES):
+                    a = _exp2_32(dts[t, j] * rates2[n, j])
+                    seg_decays[k, n, j] = a
+                    seg_states[k + 1, n, j] = a * seg_states[k, n, j] + dtus[t, j] * b_tn
+        for step in range(s1 - 1, s0 - 1, -1):
+            t = L - 1 - step if reverse else step
+            k = step - s0
+            row = row0 + t
+            for j in range(LANES):
+                ddt_row[j] = _ZERO
+                du_row[j] = gs[t, j] * d_lanes[j]
+            for n in range(N):
+                b_tn = Bv[row, n]
+                c_tn = Cv[row, n]
+                sum_b = _ZERO
+                sum_c = _ZERO
+                for j in range(LANES):
+                    dy = gs[t, j]
+                    gn = dy * c_tn + carry[n, j]
+                    a = seg_decays[k, n, j]
+                    sum_c += dy * seg_states[k + 1, n, j]
+                    ga = gn * a * seg_states[k, n, j]
+                    dA_acc[n, j] += ga * dts[t, j]
+                    gb = gn * b_tn
+                    ddt_row[j] += ga * rates[n, j] + us[t, j] * gb
+                    du_row[j] += dts[t, j] * gb
+                    sum_b += gn * dtus[t, j]
+                    carry[n, j] = a * gn
+                dBv[row, n] += sum_b
+                dCv[row, n] += sum_c
+            for j in range(LANES):
+                ddts[t, j] = ddt_row[j]
+                dus[t, j] = du_row[j]
+
+
 @njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
 def _forward_kernel(u, delta, A, Bt, Ct, D, z, bias, out, last, ckpt, E, G, softplus, has_z, parts):
     """One fused forward pass over all channels.
@@ -239,48 +302,9 @@ def _backward_kernel(u, delta, A, Bt, Ct, D, z, bias, ckpt, dout, dlast,
             for n in range(N):
                 for j in range(LANES):
                     dA_acc[n, j] = _ZERO
-            # 3. reverse recurrence, one segment at a time; carry = dLoss/dh_t
-            for seg in range(segments - 1, -1, -1):
-                t0 = seg * SEGMENT
-                t1 = min(L, t0 + SEGMENT)
-                for n in range(N):
-                    for j in range(LANES):
-                        seg_states[0, n, j] = checkpoints[seg, n, j]
-                for t in range(t0, t1):
-                    k = t - t0
-                    for n in range(N):
-                        b_tn = Bt[row0 + t, n]
-                        for j in range(LANES):
-                            a = _exp2_32(dts[t, j] * rates2[n, j])
-                            seg_decays[k, n, j] = a
-                            seg_states[k + 1, n, j] = a * seg_states[k, n, j] + dtus[t, j] * b_tn
-                for t in range(t1 - 1, t0 - 1, -1):
-                    k = t - t0
-                    for j in range(LANES):
-                        ddt_row[j] = _ZERO
-                        du_row[j] = ys[t, j] * d_blk[j]
-                    for n in range(N):
-                        b_tn = Bt[row0 + t, n]
-                        c_tn = Ct[row0 + t, n]
-                        sum_b = _ZERO
-                        sum_c = _ZERO
-                        for j in range(LANES):
-                            dy = ys[t, j]
-                            gn = dy * c_tn + carry[n, j]
-                            a = seg_decays[k, n, j]
-                            sum_c += dy * seg_states[k + 1, n, j]
-                            ga = gn * a * seg_states[k, n, j]
-                            dA_acc[n, j] += ga * dts[t, j]
-                            gb = gn * b_tn
-                            ddt_row[j] += ga * rates[n, j] + us[t, j] * gb
-                            du_row[j] += dts[t, j] * gb
-                            sum_b += gn * dtus[t, j]
-                            carry[n, j] = a * gn
-                        dB[row0 + t, n] += sum_b
-                        dC[row0 + t, n] += sum_c
-                    for j in range(LANES):
-                        ddts[t, j] = ddt_row[j]
-                        dus[t, j] = du_row[j]
+            # 3. reverse recurrence; carry = dLoss/dh_t
+            adjoint_segments(dts, us, dtus, ys, rates, rates2, d_blk, checkpoints, Bt, Ct, dB, dC, row0, False,
+                             carry, dA_acc, seg_states, seg_decays, ddts, dus, ddt_row, du_row)
             # 4. scatter per channel, through softplus and the bias
             for j in range(width):
                 ch = ch0 + j
