@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from numba import carray, njit, prange
 
-from ssamba.nn._numba import _LAUNCH_LOCK, _LOG2E, _ONE, _ZERO, LANES, SEGMENT, _exp2_32, _sigmoid32, _softplus32, _stack_float32
+from ssamba.nn._numba import _LAUNCH_LOCK, _LOG2E, _ONE, _ZERO, LANES, SEGMENT, _sigmoid32, _softplus32, _stack_float32
+from ssamba.nn.scan_fused import scan_step
 
 _F = np.float32
 _HALF = _F(0.5)
@@ -113,13 +114,7 @@ def _biscan_kernel(u, delta, xdbl, A, D, bias, z, out, L, R, parts, pre_gate, ck
                                 ckpt[d, block, k, n, j] = h[n, j]
                     for j in range(LANES):
                         y_row[j] = _ZERO
-                    for n in range(N):
-                        b_tn = xdbl[d, row, R + n]
-                        c_tn = xdbl[d, row, R + N + n]
-                        for j in range(LANES):
-                            hn = _exp2_32(dts[t, j] * rates[n, j]) * h[n, j] + dtus[t, j] * b_tn
-                            h[n, j] = hn
-                            y_row[j] += hn * c_tn
+                    scan_step(h, rates, dts, dtus, t, xdbl[d, :, R:R + N], xdbl[d, :, R + N:], row, y_row)
                     for j in range(LANES):
                         ys[t, j] += y_row[j]
             for t in range(L):
