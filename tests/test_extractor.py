@@ -59,7 +59,7 @@ def test_config_round_trips_through_json():
     ("build", "needle"),
     [
         (lambda: FeatureConfig.preset("librispeech"), "unknown name 'librispeech'"),
-        (lambda: FeatureConfig.from_dict({"mean": 0.0, "stdev": 1.0}), "unknown key"),
+        (lambda: FeatureConfig.from_dict({"mean": 0.0, "stdev": 1.0}), "features.stdev: unknown setting"),
         (lambda: FeatureConfig(std=0.0), "std"),
         (lambda: FeatureConfig(target_length=0), "target_length"),
         (lambda: FeatureConfig(sample_rate=-1), "sample_rate"),

@@ -2,7 +2,7 @@
 two modules import each other (directly or round a loop). Read from the package's source with
 ``ast``: every import counts, inside functions too, except ``if TYPE_CHECKING:`` blocks.
 
-The order (docs/DEVELOPING.md): errors → audio → features → nn → checkpoints (the on-disk format)
+The order (docs/DEVELOPING.md): errors / config → audio → features → nn → checkpoints (the on-disk format)
 → models → data → train → pretrain / downstream → inference / hear / export → bench / demo → cli.
 """
 
@@ -15,7 +15,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "ssamba"
 LAYERS = [
-    ("ssamba.errors",),
+    ("ssamba.errors", "ssamba.config"),
     ("ssamba.audio",),
     ("ssamba.features",),
     ("ssamba.nn",),

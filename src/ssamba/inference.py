@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ssamba.audio import list_audio_files, load_audio
+from ssamba.config import check_choice
 from ssamba.errors import AudioError, ConfigError
 from ssamba.features import FeatureExtractor
 from ssamba.features.extractor import feature_config_for
@@ -195,8 +196,7 @@ class Embedder:
         ``"per_layer"``: that mean‖std for every layer from one pass (n, layers, 2D), the last
         layer being the final tokens (``layers`` is ignored).
         """
-        if pooling not in POOLINGS:
-            raise ConfigError(f"pooling={pooling!r}: must be one of {', '.join(POOLINGS)}")
+        check_choice("pooling", pooling, POOLINGS)
         windows, clips = self._prepare(fbanks)
         pooled = self._run(windows, timestamps=False, pooling=pooling)
         return torch.stack([pooled[c.first:c.first + c.count].mean(dim=0) for c in clips])

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ssamba import config
 from ssamba.audio import load_audio
 from ssamba.errors import AudioError, ConfigError
 from ssamba.features.fbank import as_float_tensor, kaldi_fbank_batch
@@ -78,11 +79,7 @@ class FeatureConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "FeatureConfig":
         """Build from a dict (e.g. a saved config.json section); unknown keys are an error."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"feature config: unknown key(s) {unknown}, expected some of {sorted(known)}")
-        return cls(**data)
+        return config.from_dict(cls, data, "features")
 
 
 class FeatureExtractor:

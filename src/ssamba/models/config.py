@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ssamba import config
 from ssamba.errors import ConfigError
 from ssamba.nn.patch import patch_grid_size
 
@@ -53,8 +54,7 @@ class EncoderConfig:
     name: str | None = None
 
     def __post_init__(self) -> None:
-        if self.arch not in ARCHS:
-            raise ConfigError(f"arch={self.arch!r}: must be one of {', '.join(ARCHS)}")
+        config.check_choice("arch", self.arch, ARCHS)
         for key in ("embed_dim", "depth", "fshape", "tshape", "fstride", "tstride", "input_fdim",
                     "input_tdim", "d_state", "expand", "d_conv"):
             value = getattr(self, key)
@@ -76,8 +76,7 @@ class EncoderConfig:
                 raise ConfigError(f"num_cls_tokens={self.num_cls_tokens}: SSAST has 1 or 2 (cls + dist) tokens")
             if self.embed_dim % self.num_heads:
                 raise ConfigError(f"embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}")
-            if self.attention not in ATTENTIONS:
-                raise ConfigError(f"attention={self.attention!r}: must be one of {', '.join(ATTENTIONS)}")
+            config.check_choice("attention", self.attention, ATTENTIONS)
 
     @property
     def resolved_dt_rank(self) -> int:
@@ -101,16 +100,8 @@ class EncoderConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "EncoderConfig":
         """Build from a dict (e.g. config.json); unknown keys are an error naming them."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(f"unknown encoder config keys: {', '.join(unknown)}")
-        return cls(**data)
+        return config.from_dict(cls, data, "model")
 
     def replace(self, **overrides) -> "EncoderConfig":
         """A copy with some fields changed (validated; unknown names are an error)."""
-        names = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(overrides) - names)
-        if unknown:
-            raise ConfigError(f"unknown encoder config override(s): {', '.join(unknown)}")
-        return dataclasses.replace(self, **overrides)
+        return config.replace(self, "model", **overrides)

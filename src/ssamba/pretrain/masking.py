@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import torch
 
+from ssamba.config import check_choice
 from ssamba.errors import ConfigError
 
 MASKING_MODES = ("cluster", "random")
@@ -73,7 +74,7 @@ def mask_indices(grid: tuple[int, int], num_masked: int, mode: str, generator: t
         return cluster_mask_indices(grid, num_masked, generator)
     if mode == "random":
         return random_mask_indices(grid, num_masked, generator)
-    raise ConfigError(f"masking={mode!r}: must be one of {', '.join(MASKING_MODES)}")
+    check_choice("masking", mode, MASKING_MODES)
 
 
 def batch_masks(batch_size: int, grid: tuple[int, int], num_masked: int, mode: str,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ssamba.errors import ConfigError
+from ssamba.config import check_choice
 from ssamba.pretrain.masking import MASKING_MODES, batch_masks, num_masked_for
 from ssamba.pretrain.objectives import info_nce, patch_mse, prediction_head
 
@@ -37,10 +37,8 @@ class MaskedPatchConfig:
     two_pass: bool = True
 
     def __post_init__(self) -> None:
-        if self.masking not in MASKING_MODES:
-            raise ConfigError(f"pretrain.masking={self.masking!r}: must be one of {', '.join(MASKING_MODES)}")
-        if self.objective not in OBJECTIVES:
-            raise ConfigError(f"pretrain.objective={self.objective!r}: must be one of {', '.join(OBJECTIVES)}")
+        check_choice("pretrain.masking", self.masking, MASKING_MODES)
+        check_choice("pretrain.objective", self.objective, OBJECTIVES)
 
 
 def _batch_fbank(batch) -> torch.Tensor:

@@ -7,16 +7,14 @@ as YAML scalars, so ``true``, ``1e-4`` and ``[0.9, 0.99]`` work as expected.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 
+from ssamba.config import check_choice, from_dict, to_dict  # noqa: F401  (re-exported for recipes)
 from ssamba.errors import ConfigError
-
-T = TypeVar("T")
 
 SCHEDULES = ("plateau", "cosine", "constant")
 PRECISIONS = ("fp32", "bf16")
@@ -62,10 +60,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # YAML gives lists
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"train.schedule={self.schedule!r}: must be one of {', '.join(SCHEDULES)}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"train.precision={self.precision!r}: must be one of {', '.join(PRECISIONS)}")
+        check_choice("train.schedule", self.schedule, SCHEDULES)
+        check_choice("train.precision", self.precision, PRECISIONS)
         for name in ("batch_size", "grad_accum", "checkpoint_every", "log_every", "plateau_every"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"train.{name}={getattr(self, name)}: must be a positive integer")
@@ -75,30 +71,6 @@ class TrainConfig:
             raise ConfigError(f"train.lr={self.lr}: must be positive")
         if self.keep_last < 1:
             raise ConfigError(f"train.keep_last={self.keep_last}: must be at least 1")
-
-
-def from_dict(cls: type[T], values: dict[str, Any] | None, section: str) -> T:
-    """Build dataclass ``cls`` from ``values``; unknown keys raise ConfigError naming ``section.key``."""
-    values = dict(values or {})
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"{section}.{unknown[0]}: unknown setting (known: {', '.join(sorted(known))})")
-    try:
-        return cls(**values)
-    except TypeError as exc:
-        raise ConfigError(f"{section}: {exc}") from None
-
-
-def to_dict(obj: Any) -> dict[str, Any]:
-    """A JSON/YAML-friendly dict of a dataclass (tuples become lists)."""
-    def clean(v):
-        if isinstance(v, tuple):
-            return [clean(x) for x in v]
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        return v
-    return {k: clean(v) for k, v in dataclasses.asdict(obj).items()}
 
 
 BUILTIN_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
