@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from ssamba.data.manifests import AudioItem
+from ssamba.data.seeding import item_seed
 from ssamba.errors import DataError
 
 
@@ -19,11 +19,6 @@ def multi_hot(labels: Sequence[int], num_classes: int) -> torch.Tensor:
     target = torch.zeros(num_classes, dtype=torch.float32)
     target[list(labels)] = 1.0
     return target
-
-
-def item_seed(seed: int, epoch: int, index: int) -> int:
-    """A seed for one item in one epoch: the same with any number of DataLoader workers."""
-    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
 class AudioClassificationDataset(Dataset):

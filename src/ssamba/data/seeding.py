@@ -3,7 +3,10 @@ only, so they are the same with any number of workers or processes, and after a 
 
 from __future__ import annotations
 
+import numpy as np
+
 
 def item_seed(seed: int, epoch: int, index: int) -> int:
-    """A per-item seed that depends only on (seed, epoch, index) (for random crops)."""
-    return (((seed * 1_000_003) ^ (epoch * 7_919)) * 1_000_033 + index) % (2 ** 62)
+    """A per-item seed that depends only on (seed, epoch, index): a hash (numpy's SeedSequence),
+    so neighbouring items and epochs get unrelated streams. Fits in 63 bits (a torch seed)."""
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1, dtype=np.uint64)[0] >> 1)
