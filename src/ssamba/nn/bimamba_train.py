@@ -1,24 +1,20 @@
-"""Fused CPU training path of the bidirectional Mamba mixer core: one autograd Function, numba backward.
+"""Fused CPU training path of the bidirectional Mamba mixer: one autograd Function, numba backward.
 
 Why: the differentiable eager mixer spent as much time flipping, concatenating, transposing
-and copying (B, E, L) tensors (and running autograd over them) as scanning. Here the core
-between ``in_proj`` and ``out_proj`` runs in the time-major (batch·L, channels) layout of
+and copying (B, E, L) tensors (and running autograd over them) as scanning. Here the whole
+mixer, ``in_proj`` to ``out_proj``, runs in the time-major (batch·L, channels) layout of
 ``ssamba.nn.bimamba_fused`` in both passes:
 
-forward   u_d = SiLU(conv_d(x))            both directions, the backward one anti-causal in place
+forward   xz = h @ in_w; u_d = SiLU(conv_d(x))  both directions, the backward one anti-causal in place
           xdbl_d = u_d @ x_w_d; delta_d = xdbl_d[:, :R] @ dt_w_d        (torch matmuls)
           y = (scan_fwd + scan_bwd + D·u terms) · SiLU(z) / 2           (``_biscan_kernel``)
+          out = y @ out_w
 backward  the same blocks of LANES channels in reverse; states are recomputed per segment
           from the every-SEGMENT-th states the forward kept, so memory stays O(L·E).
 
-Saved for the backward: ``xz`` (the in_proj output), ``xdbl``, the sum before the gate and
-the state checkpoints; ``u`` and ``delta`` are recomputed (one conv and one small matmul).
-
-The adjoint recurrence (per channel, state n; a_t = exp(dt_t·A), h_t = a_t h_{t-1} + dt_t u_t B_t,
-y_t = Σ_n C_t h_t + D u_t): with g_t = dL/dy_t, the state gradient runs backwards in time,
-    λ_t = g_t C_t + a_{t+1} λ_{t+1},
-and gives dL/dA += λ_t a_t h_{t-1} dt_t,  dL/d dt_t = Σ_n λ_t (a_t h_{t-1} A + u_t B_t),
-dL/du_t = D g_t + Σ_n λ_t dt_t B_t,  dL/dB_t = Σ_channels λ_t dt_t u_t,  dL/dC_t = Σ_channels g_t h_t.
+Saved for the backward: h (the mixer's input), ``xdbl``, the sum before the gate and the state
+checkpoints; xz, u, delta and y are recomputed (two matmuls, one conv, elementwise work).
+The adjoint recurrence is ``ssamba.nn.scan_fused.adjoint_segments`` (equations there).
 ``reverse=True`` exchanges the two directions' parameters, as in inference.
 """
 
@@ -27,6 +23,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 import torch
+import torch.nn.functional as F
 from numba import carray, njit, prange
 
 from ssamba.nn._numba import (
@@ -39,7 +36,7 @@ from ssamba.nn._numba import (
     _sigmoid32,
     _stack_float32,
 )
-from ssamba.nn.bimamba_fused import _biscan_kernel, _conv_silu_kernel, block_lanes, load_direction
+from ssamba.nn.bimamba_fused import _biscan_kernel, _conv_silu_kernel, _direction_params, block_lanes, load_direction
 from ssamba.nn.scan_fused import adjoint_segments
 
 _F = np.float32
@@ -216,18 +213,24 @@ def _conv(xz: torch.Tensor, conv_w: torch.Tensor, conv_b: torch.Tensor, length: 
 
 
 class BiMambaCore(torch.autograd.Function):
-    """(xz (rows, 2E), stacked per-direction parameters) -> y (rows, E), the input of out_proj.
+    """(hidden (rows, D), parameters) -> the mixer's output (rows, D), in_proj and out_proj included.
 
-    Parameters are stacked [runs forward in time, runs backward in time]: conv_w (2, K, E),
-    conv_b (2, E), x_w (2, E, R+2N), dt_w (2, R, E), dt_b (2, E), A (2, E, N), D (2, E).
-    All float32, contiguous, CPU; ``length`` is L (rows = batch·L).
+    Parameters: in_w (2E, D) and out_w (D, E) (shared by the directions), and per direction,
+    stacked [runs forward in time, runs backward in time]: conv_w (2, K, E), conv_b (2, E),
+    x_w (2, E, R+2N), dt_w (2, R, E), dt_b (2, E), A (2, E, N), D (2, E). All float32,
+    contiguous, CPU; ``length`` is L (rows = batch·L).
+    Saved for the backward: hidden, xdbl, the sum before the gate and the state checkpoints
+    (~(D + 2(R+2N) + E)·4 bytes per token); the in_proj output, u, delta and the gated y are
+    recomputed (two matmuls, one conv and elementwise work), which keeps training memory near
+    the Transformer's.
     """
 
     @staticmethod
-    def forward(ctx, xz, conv_w, conv_b, x_w, dt_w, dt_b, A, D, length):
-        rows, E = xz.shape[0], conv_w.shape[2]
+    def forward(ctx, hidden, in_w, conv_w, conv_b, x_w, dt_w, dt_b, A, D, out_w, length):
+        rows, E = hidden.shape[0], conv_w.shape[2]
         R, N = dt_w.shape[1], A.shape[2]
         blocks = (rows // length) * ((E + LANES - 1) // LANES)
+        xz = hidden @ in_w.t()                                    # (rows, 2E)
         u = _conv(xz, conv_w, conv_b, length)
         xdbl = torch.bmm(u, x_w)                                  # (2, rows, R + 2N)
         delta = torch.bmm(xdbl[..., :R], dt_w)                    # (2, rows, E)
@@ -238,19 +241,23 @@ class BiMambaCore(torch.autograd.Function):
             _biscan_kernel(_np(u), _np(delta), _np(xdbl), _np(A), _np(D), _np(dt_b),
                            _np(xz)[:, E:], _np(y), length, R, _parts(blocks), _np(pre_gate),
                            _np(ckpt), True)
-        ctx.save_for_backward(xz, conv_w, conv_b, x_w, dt_w, dt_b, A, D, xdbl, pre_gate, ckpt)
+        ctx.save_for_backward(hidden, in_w, conv_w, conv_b, x_w, dt_w, dt_b, A, D, out_w, xdbl, pre_gate, ckpt)
         ctx.length = length
-        return y
+        return y @ out_w.t()
 
     @staticmethod
     def backward(ctx, dout):
-        xz, conv_w, conv_b, x_w, dt_w, dt_b, A, D, xdbl, pre_gate, ckpt = ctx.saved_tensors
+        hidden, in_w, conv_w, conv_b, x_w, dt_w, dt_b, A, D, out_w, xdbl, pre_gate, ckpt = ctx.saved_tensors
         length = ctx.length
-        rows, E = xz.shape[0], conv_w.shape[2]
+        rows, E = hidden.shape[0], conv_w.shape[2]
         R, N = dt_w.shape[1], A.shape[2]
         batch = rows // length
         parts = _parts(ckpt.shape[1])
         dout = dout.float().contiguous()
+        xz = hidden @ in_w.t()
+        z = xz[:, E:]
+        d_out_w = dout.t() @ (pre_gate * F.silu(z) * 0.5)        # out_proj's input, recomputed
+        dy = dout @ out_w
         u = _conv(xz, conv_w, conv_b, length)
         delta = torch.bmm(xdbl[..., :R], dt_w)
         du, ddelta = torch.empty_like(u), torch.empty_like(u)
@@ -260,7 +267,7 @@ class BiMambaCore(torch.autograd.Function):
         dD_ch, dbias_ch = xz.new_empty(2, batch, E), xz.new_empty(2, batch, E)
         with _LAUNCH_LOCK:
             _biscan_backward_kernel(_np(u), _np(delta), _np(xdbl), _np(A), _np(D), _np(dt_b),
-                                    _np(xz)[:, E:], _np(pre_gate), _np(dout), _np(ckpt), length, R,
+                                    _np(z), _np(pre_gate), _np(dy), _np(ckpt), length, R,
                                     parts, _np(du), _np(ddelta), _np(dxz)[:, E:], _np(dxdbl_part),
                                     _np(dA_ch), _np(dD_ch), _np(dbias_ch))
         dxdbl = torch.cat([torch.bmm(ddelta, dt_w.transpose(1, 2)), dxdbl_part.sum(0)], dim=-1)
@@ -273,8 +280,8 @@ class BiMambaCore(torch.autograd.Function):
         with _LAUNCH_LOCK:
             _conv_silu_backward_kernel(_np(xz), _np(conv_w), _np(conv_b), _np(du), length,
                                        conv_parts, _np(dxz), _np(d_conv_w), _np(d_conv_b))
-        return (dxz, d_conv_w.sum(0), d_conv_b.sum(0), d_x_w, d_dt_w, dbias_ch.sum(1), dA_ch.sum(1),
-                dD_ch.sum(1), None)
+        return (dxz @ in_w, dxz.t() @ hidden, d_conv_w.sum(0), d_conv_b.sum(0), d_x_w, d_dt_w,
+                dbias_ch.sum(1), dA_ch.sum(1), dD_ch.sum(1), d_out_w, None)
 
 
 def bimamba_train(mixer, hidden: torch.Tensor, reverse: bool = False) -> torch.Tensor:
@@ -282,12 +289,9 @@ def bimamba_train(mixer, hidden: torch.Tensor, reverse: bool = False) -> torch.T
 
     ``reverse=True`` gives ``flip(mixer(flip(hidden)))`` without flipping anything.
     """
-    from ssamba.nn.bimamba_fused import _direction_params
-
-    batch, length, _ = hidden.shape
-    rows = batch * length
+    batch, length, d_model = hidden.shape
     params = _direction_params(mixer, reverse)
-    xz = torch.matmul(hidden.reshape(rows, -1), mixer.in_proj.weight.t())          # (rows, 2E)
-    y = BiMambaCore.apply(xz.contiguous(), params["conv_w"], params["conv_b"], params["x_w"], params["dt_w"],
-                          params["dt_b"], params["A"], params["D"], length)
-    return torch.matmul(y, mixer.out_proj.weight.t()).view(batch, length, -1)
+    out = BiMambaCore.apply(hidden.reshape(batch * length, d_model).contiguous(), mixer.in_proj.weight,
+                            params["conv_w"], params["conv_b"], params["x_w"], params["dt_w"], params["dt_b"],
+                            params["A"], params["D"], mixer.out_proj.weight, length)
+    return out.view(batch, length, d_model)
