@@ -1,15 +1,16 @@
 """Timing of SSAMBA-tiny against SDPA SSAST-tiny at the shapes users train and embed at.
 
-    PYTHONPATH=src python scripts/profile_mixer.py [--threads 2] [--repeats 5] [--no-fused]
+    PYTHONPATH=src python scripts/profile_mixer.py [--threads 2] [--repeats 5] [--no-eager] [--profile]
 
-Prints, for SSAMBA (default: eager training path), SSAMBA with the fused training path
-(``SSAMBA_FUSED_TRAINING=1``, for a before/after in the same run; inference runs the same
+Prints, for SSAMBA (default: the fused training Function), SSAMBA through the eager autograd
+path (``SSAMBA_FUSED_TRAINING=0``, a before/after in the same run; inference runs the same
 kernels in both) and SDPA SSAST-tiny:
   * 512 tokens (1024 frames), batch 1: inference and one training step (forward + backward);
   * the pretraining shape: 6-layer encoders, batch 16 x 200 frames (96 tokens each),
     forward + backward + AdamW;
 median and min milliseconds over interleaved repeats, the ratio to SSAST, the bytes autograd
-saves for the backward (activation memory), and a per-op profile of SSAMBA's training step.
+saves for the backward (activation memory), and with --profile a per-op profile of SSAMBA's
+training steps.
 Not a test; the numbers are only as quiet as the machine.
 """
 
@@ -30,10 +31,10 @@ from ssamba.nn.mamba import FUSED_TRAINING_ENV  # noqa: E402
 
 
 @contextlib.contextmanager
-def fused_training_path():
-    """Train the mixers through ``bimamba_train`` (SSAMBA_FUSED_TRAINING=1) inside the block."""
+def eager_training_path():
+    """Train the mixers through the eager autograd path (SSAMBA_FUSED_TRAINING=0) inside the block."""
     before = os.environ.get(FUSED_TRAINING_ENV)
-    os.environ[FUSED_TRAINING_ENV] = "1"
+    os.environ[FUSED_TRAINING_ENV] = "0"
     try:
         yield
     finally:
@@ -87,14 +88,14 @@ def make_cases(args) -> dict:
             model.forward_features(crops).square().mean().backward()
             opt.step()
         cases[f"16x200 pretrain {label}"] = pretrain
-    if args.fused:
+    if args.eager:
         for key in [k for k in cases if k.endswith("ssamba") and "infer" not in k]:
             fn = cases[key]
 
-            def fused(fn=fn):
-                with fused_training_path():
+            def eager(fn=fn):
+                with eager_training_path():
                     fn()
-            cases[key.replace("ssamba", "ssamba-fusedtrain")] = fused
+            cases[key.replace("ssamba", "ssamba-eagertrain")] = eager
     return cases
 
 
@@ -102,8 +103,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--no-fused", dest="fused", action="store_false",
-                        help="skip the fused training path (SSAMBA_FUSED_TRAINING=1)")
+    parser.add_argument("--no-eager", dest="eager", action="store_false",
+                        help="skip the eager training path (SSAMBA_FUSED_TRAINING=0)")
     parser.add_argument("--profile", action="store_true", help="also print per-op profiles")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

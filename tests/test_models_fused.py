@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 import ssamba
 from ssamba.nn import bimamba_fused
-from ssamba.nn.mamba import BiMamba
+from ssamba.nn.mamba import FUSED_TRAINING_ENV, BiMamba
 
 torch.set_num_threads(1)
 
@@ -94,9 +94,11 @@ def test_conv_silu_kernel_forward_and_gradients_match_torch(batch, channels, len
         torch.testing.assert_close(g, w, atol=1e-4, rtol=1e-4)
 
 
-def test_mixer_gradients_fused_path_match_reference_backend():
-    """Training path (numba conv + fused scan, reverse=True) against the sequential reference scan
-    on the explicitly flipped problem."""
+@pytest.mark.parametrize("fused_training", ["1", "0"])
+def test_mixer_gradients_fused_path_match_reference_backend(fused_training, monkeypatch):
+    """Both CPU training paths (the fused Function, and the eager one: numba conv + fused scan),
+    reverse=True, against the sequential reference scan on the explicitly flipped problem."""
+    monkeypatch.setenv(FUSED_TRAINING_ENV, fused_training)
     mixer = _mixer(24)
     hidden = torch.randn(2, 30, 24, requires_grad=True)
     weights = torch.linspace(-1, 1, 24)

@@ -104,17 +104,16 @@ class BiMamba(nn.Module):
     def forward(self, hidden: torch.Tensor, reverse: bool = False) -> torch.Tensor:
         """(B, L, D) -> (B, L, D); ``reverse=True`` returns ``flip(self(flip(hidden)))``.
 
-        On CPU with the fused backend and no autograd this runs the time-major numba kernels of
-        ``bimamba_fused``, which need no flips at all. With autograd it runs the eager path below
-        (numba conv + fused scan), or with ``SSAMBA_FUSED_TRAINING=1`` the fused training core
-        ``bimamba_train`` (opt-in: on an AVX2 machine it measured slower than the eager path;
-        see its module docstring).
+        On CPU with the fused backend this runs the time-major numba kernels, which need no flips
+        at all: ``bimamba_fused`` without autograd, the fused training Function ``bimamba_train``
+        with it. ``SSAMBA_FUSED_TRAINING=0`` sends training through the eager path below (numba
+        conv + fused scan with autograd over flips and concatenations) instead, for comparison.
         """
         if self._fused_kernels_apply(hidden):
             if not self._needs_grad(hidden):
                 from ssamba.nn.bimamba_fused import bimamba_inference
                 return bimamba_inference(self, hidden, reverse)
-            if os.environ.get(FUSED_TRAINING_ENV) == "1":
+            if os.environ.get(FUSED_TRAINING_ENV, "1") != "0":
                 from ssamba.nn.bimamba_train import bimamba_train
                 return bimamba_train(self, hidden, reverse)
         if reverse:
