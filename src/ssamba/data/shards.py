@@ -43,6 +43,7 @@ def write_shards(source: str | Path, out_dir: str | Path, max_per_shard: int = 1
     import webdataset as wds
 
     from ssamba.audio import audio_info
+    from ssamba.checkpoints.format import named_os_error
 
     if max_per_shard < 1:
         raise DataError(f"max_per_shard={max_per_shard}: must be at least 1")
@@ -68,6 +69,8 @@ def write_shards(source: str | Path, out_dir: str | Path, max_per_shard: int = 1
                 sink.write({"__key__": key, path.suffix.lower().lstrip("."): path.read_bytes()})
         for shard in sorted(staging.glob("shard-*.tar")):
             shard.replace(out_dir / shard.name)
+    except OSError as exc:  # a full disk: nothing was moved into out_dir
+        raise named_os_error(exc, out_dir) from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return sorted(out_dir.glob("shard-*.tar"))
