@@ -318,8 +318,13 @@ def evaluate(run_dir: str | Path, data: str | Path, out_dir: str | Path | None =
     finetune_cfg = json.loads(results_path.read_text()).get("finetune", {}) if results_path.is_file() else {}
     manifest = read_dataset(finetune_cfg.get("dataset", "auto"), data)
     spec = manifest.spec
-    if spec.class_names != run_config["class_names"]:
-        raise ConfigError(f"{data}: classes differ from the model's ({spec.num_classes} vs {len(run_config['class_names'])})")
+    known = run_config["class_names"]
+    if spec.class_names != known:
+        unknown = [name for name in spec.class_names if name not in known]
+        if unknown:
+            raise ConfigError(f"{data}: label {unknown[0]!r} is unknown to the model in {run_dir} "
+                              f"({len(unknown)} unknown; it knows {len(known)} classes)")
+        raise ConfigError(f"{data}: classes differ from the model's ({spec.num_classes} vs {len(known)})")
     extractor = make_extractor(run_config["feature_preset"])
     runs = {name: test for name, _, _, test in plan_runs(manifest)}
     per_run, confusion = {}, None
