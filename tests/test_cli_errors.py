@@ -9,27 +9,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from cli_helpers import bad_audio_dir
+from cli_helpers import run_expecting_error as _run
 
-from ssamba.cli import main
 from ssamba.models import create_model
-
-
-def _run(capsys, argv: list[str]) -> str:
-    code = main(argv)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    # progress lines (tqdm, "[demo] ...") may precede it; the error itself is one line
-    errors = [line for line in err.replace("\r", "\n").splitlines() if line.startswith("ssamba ") and " error: " in line]
-    assert len(errors) == 1 and "Traceback" not in err, err
-    return errors[0]
-
-
-def _bad_audio_dir(root):
-    root.mkdir(parents=True)
-    (root / "empty.wav").write_bytes(b"")
-    (root / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00not audio at all")
-    sf.write(root / "nan.wav", np.full(16000, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +30,7 @@ def test_pretrain_missing_data(capsys, tmp_path):
 
 
 def test_pretrain_directory_of_only_bad_files(capsys, tmp_path):
-    bad = _bad_audio_dir(tmp_path / "bad")
+    bad = bad_audio_dir(tmp_path / "bad")
     line = _run(capsys, ["pretrain", "--config", "ssamba_tiny_cpu", "--data", str(bad), "--out", str(tmp_path / "run"),
                          "train.max_steps=1", "train.num_workers=0", "train.batch_size=2"])
     assert "bad" in line
@@ -98,7 +81,7 @@ def test_truncated_safetensors_and_other_architecture(capsys, tmp_path, encoder_
 def test_embed_keeps_a_previous_output_when_the_input_is_bad(capsys, tmp_path, encoder_dir):
     out = tmp_path / "e.npy"
     np.save(out, np.arange(3))
-    _run(capsys, ["embed", str(_bad_audio_dir(tmp_path / "bad") / "corrupt.wav"), "--model", str(encoder_dir),
+    _run(capsys, ["embed", str(bad_audio_dir(tmp_path / "bad") / "corrupt.wav"), "--model", str(encoder_dir),
                   "--out", str(out)])
     assert np.array_equal(np.load(out), np.arange(3))
 

@@ -28,17 +28,25 @@ TASK_ENCODER_PREFIX = "encoder."   # a Trainer checkpoint holds the task's state
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """Write via ``write(tmp_path)`` to a temp file in the same directory, then os.replace it into
-    place: a reader sees the old file or the new one, never half of one."""
+    place: a reader sees the old file or the new one, never half of one. An OSError without a
+    file name (a write on a full disk) is re-raised naming ``path``."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise
+        raise named_os_error(exc, path) from exc
+
+
+def named_os_error(exc: BaseException, path: str | os.PathLike) -> BaseException:
+    """``exc``, or for an OSError that names no file (a failed write()), the same error naming ``path``."""
+    if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+        return OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path))
+    return exc
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -2,7 +2,9 @@
 
 Each subcommand lives in its own module of this package and exposes
 ``add_parser(subparsers)`` which registers it and sets ``func`` (args -> exit code).
-User errors (``SsambaError``) are printed as one line, with a non-zero exit and no traceback.
+User errors (``SsambaError``) and OS errors (a full disk, a read-only folder) are printed as one
+line naming the file, with exit status 2 and no traceback; every output is written atomically, so
+such an error leaves the previous file in place.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 def one_line(exc: BaseException) -> str:
     """The error's own message on one line. An error re-raised from a DataLoader worker carries
     the worker's traceback in its text; its last line is the original ``Type: message``."""
+    if isinstance(exc, OSError) and exc.strerror:  # e.g. a full disk: "PATH: No space left on device"
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     if len(lines) <= 1:
         return lines[0] if lines else type(exc).__name__
@@ -63,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
-    except SsambaError as exc:
+    except (SsambaError, OSError) as exc:  # user input or the machine (disk full, permissions): no traceback
         print(f"ssamba {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

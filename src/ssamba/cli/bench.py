@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ssamba.errors import ConfigError
 
 
@@ -33,6 +35,8 @@ def run(args) -> int:
 
     if args.repeats < 1 or args.batch < 1:
         raise ConfigError("--repeats and --batch must be at least 1")
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ConfigError(f"--out {args.out}: exists and is not a folder")  # found before minutes of measuring
     for mode in args.mode:
         config = BenchConfig(models=args.models, tokens=args.tokens, batch=args.batch, mode=mode,
                              device=args.device, attention=args.attention,

@@ -17,6 +17,10 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from ssamba.checkpoints.format import CONFIG_FILE, WEIGHTS_FILE
+    from ssamba.cli.outputs import refuse_previous_run
+
+    refuse_previous_run(args.dst, (CONFIG_FILE, WEIGHTS_FILE))
     overrides = {k: v for k, v in (("fstride", args.fstride), ("tstride", args.tstride),
                                    ("input_tdim", args.input_tdim), ("num_heads", args.num_heads)) if v is not None}
     out = convert_official(args.src, args.dst, **overrides)

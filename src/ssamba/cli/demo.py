@@ -23,8 +23,10 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from ssamba.cli.outputs import refuse_previous_run
     from ssamba.demo import run_demo
 
+    refuse_previous_run(args.out, ("report.md", "results.json", "ssamba", "ssast"))
     result = run_demo(args.out, corpus=args.corpus, quick=args.quick, minutes=args.minutes, seed=args.seed,
                       cache=args.cache)
     print(f"report: {result.report_md.resolve()}")

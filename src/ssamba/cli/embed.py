@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ssamba.checkpoints.format import atomic_write, atomic_write_text
 from ssamba.errors import ConfigError
 
 
@@ -51,10 +52,10 @@ def run(args) -> int:
         arrays = {"names": np.array(names)}
         for i, (emb, times) in enumerate(result.embeddings):
             arrays[f"embeddings_{i}"], arrays[f"timestamps_ms_{i}"] = emb, times
-        np.savez(out, **arrays)
+        _write_array(out, lambda f: np.savez(f, **arrays))
     else:
-        np.save(out, result.embeddings)
-        out.with_suffix(".files.txt").write_text("".join(n + "\n" for n in names))
+        _write_array(out, lambda f: np.save(f, result.embeddings))
+        atomic_write_text(out.with_suffix(".files.txt"), "".join(n + "\n" for n in names))
     shape = (len(names), "T", result.embeddings[0][0].shape[-1]) if args.timestamps and names else \
         getattr(result.embeddings, "shape", None)
     print(f"embedded {len(names)} file(s) -> {out} {shape}")
@@ -62,8 +63,17 @@ def run(args) -> int:
         print(f"{i}\t{name}")
     if result.skipped:
         skipped_path = out.with_suffix(".skipped.txt")
-        skipped_path.write_text("".join(f"{p}\t{why}\n" for p, why in result.skipped))
+        atomic_write_text(skipped_path, "".join(f"{p}\t{why}\n" for p, why in result.skipped))
         print(f"skipped {len(result.skipped)} unreadable file(s), listed in {skipped_path}:", file=sys.stderr)
         for path, why in result.skipped:
             print(f"  {why}", file=sys.stderr)
     return 0
+
+
+def _write_array(path: Path, save) -> None:
+    """``save(file)`` into a temp file renamed over ``path``: a full disk leaves the previous output."""
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            save(f)
+
+    atomic_write(path, write)

@@ -18,9 +18,11 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from ssamba.cli.outputs import refuse_previous_run
     from ssamba.downstream.finetune import evaluate
 
     out = Path(args.out) if args.out else Path(args.model) / "evaluation"
+    refuse_previous_run(out, ("results.json",))
     evaluate(args.model, args.data, out, batch_size=args.batch_size)
     print((out / "results.md").read_text())
     return 0

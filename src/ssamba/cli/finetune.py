@@ -23,8 +23,10 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from ssamba.cli.outputs import refuse_previous_run
     from ssamba.downstream.finetune import finetune, load_finetune_config
 
+    refuse_previous_run(args.out, ("results.json", "checkpoints", "model", "fold*"))
     config, train_config = load_finetune_config(args.config, args.overrides + args.set_overrides)
     if args.dataset:
         config.dataset = args.dataset

@@ -17,8 +17,11 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from ssamba.cli.outputs import refuse_previous_run
     from ssamba.pretrain import run_pretraining
 
+    if not args.resume:
+        refuse_previous_run(args.out, ("checkpoints",), "continue it with --resume or choose another --out")
     summary = run_pretraining(args.config, args.data, args.out, resume=args.resume, overrides=args.overrides)
     metrics = summary["metrics"]
     shown = " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k in ("loss", "nce", "mse", "acc"))

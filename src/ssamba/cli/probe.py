@@ -22,8 +22,10 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from ssamba.cli.outputs import refuse_previous_run
     from ssamba.downstream.probe import ProbeConfig, probe
 
+    refuse_previous_run(args.out, ("results.json",))  # embeddings.npz alone: an unfinished probe, resumed
     probe(args.model, args.data, args.out, dataset=args.dataset, features=args.features, folds=args.folds,
           config=ProbeConfig(weight_decay=args.weight_decay), device=args.device)
     print((Path(args.out) / "results.md").read_text())

@@ -31,8 +31,19 @@ def _key(path: Path, root: Path) -> str:
 
 
 def write_shards(source: str | Path, out_dir: str | Path, max_per_shard: int = 1000) -> list[Path]:
-    """Pack the audio files of ``source`` (folder or manifest) into tar shards under ``out_dir``."""
+    """Pack the audio files of ``source`` (folder or manifest) into tar shards under ``out_dir``.
+
+    Every file's header is checked first (an empty or non-audio file stops it, named). The shards
+    are written into a hidden folder and moved into ``out_dir`` only when all are complete, so a
+    failure (a full disk) leaves no shard a later run would read; an ``out_dir`` that already
+    holds shards is refused rather than mixed with new ones."""
+    import shutil
+    import tempfile
+
     import webdataset as wds
+
+    from ssamba.audio import audio_info
+    from ssamba.checkpoints.format import named_os_error
 
     if max_per_shard < 1:
         raise DataError(f"max_per_shard={max_per_shard}: must be at least 1")
@@ -40,15 +51,28 @@ def write_shards(source: str | Path, out_dir: str | Path, max_per_shard: int = 1
     files = list_audio(source)
     root = source if source.is_dir() else source.parent
     out_dir = Path(out_dir)
+    previous = sorted(out_dir.glob("shard-*.tar"))
+    if previous:
+        raise DataError(f"{out_dir}: holds a previous run ({previous[0].name}); remove it or choose another folder")
+    keys: dict[str, Path] = {}
+    for path in files:
+        audio_info(path)  # AudioError naming the file when it is empty or not audio
+        key = _key(path, root)
+        if key in keys:
+            raise DataError(f"{path}: two files map to the same shard key {key!r}")
+        keys[key] = path
     out_dir.mkdir(parents=True, exist_ok=True)
-    seen: set[str] = set()
-    with wds.ShardWriter(str(out_dir / SHARD_PATTERN), maxcount=max_per_shard, verbose=0) as sink:
-        for path in files:
-            key = _key(path, root)
-            if key in seen:
-                raise DataError(f"{path}: two files map to the same shard key {key!r}")
-            seen.add(key)
-            sink.write({"__key__": key, path.suffix.lower().lstrip("."): path.read_bytes()})
+    staging = Path(tempfile.mkdtemp(prefix=".shards-", dir=out_dir))
+    try:
+        with wds.ShardWriter(str(staging / SHARD_PATTERN), maxcount=max_per_shard, verbose=0) as sink:
+            for key, path in keys.items():
+                sink.write({"__key__": key, path.suffix.lower().lstrip("."): path.read_bytes()})
+        for shard in sorted(staging.glob("shard-*.tar")):
+            shard.replace(out_dir / shard.name)
+    except OSError as exc:  # a full disk: nothing was moved into out_dir
+        raise named_os_error(exc, out_dir) from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return sorted(out_dir.glob("shard-*.tar"))
 
 

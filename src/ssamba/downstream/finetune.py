@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ssamba.checkpoints.format import atomic_write, atomic_write_text
 from ssamba.data.classification import AudioClassificationDataset
 from ssamba.data.datasets import read_dataset
 from ssamba.data.manifests import AudioItem, DatasetSpec, Manifest
@@ -178,10 +179,11 @@ def save_finetuned(task: FinetuneTask, directory: Path, spec: DatasetSpec, confi
     """Write the encoder (`save_pretrained`), the head and a `task.json` describing classes and loss."""
     directory.mkdir(parents=True, exist_ok=True)
     task.encoder.save_pretrained(directory)
-    save_file({k: v.detach().cpu().contiguous() for k, v in task.head.state_dict().items()}, str(directory / "head.safetensors"))
+    head = {k: v.detach().cpu().contiguous() for k, v in task.head.state_dict().items()}
+    atomic_write(directory / "head.safetensors", lambda tmp: save_file(head, tmp))
     meta = {"dataset": spec.name, "class_names": spec.class_names, "multi_label": spec.multi_label,
             "feature_preset": config.features or spec.feature_preset, "loss": config.loss}
-    (directory / "task.json").write_text(json.dumps(meta, indent=2))
+    atomic_write_text(directory / "task.json", json.dumps(meta, indent=2))
     return directory
 
 
@@ -253,7 +255,7 @@ def write_report(out_dir: Path, spec: DatasetSpec, per_run: dict[str, dict], con
         results["confusion_matrix"] = confusion.tolist()
         write_confusion_matrix_png(confusion, spec.class_names, out_dir / "confusion.png", title=spec.name)
     write_results_markdown(rows, out_dir / "results.md", title=f"{spec.name} ({spec.num_classes} classes)")
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+    atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2))
     return results
 
 
@@ -316,8 +318,13 @@ def evaluate(run_dir: str | Path, data: str | Path, out_dir: str | Path | None =
     finetune_cfg = json.loads(results_path.read_text()).get("finetune", {}) if results_path.is_file() else {}
     manifest = read_dataset(finetune_cfg.get("dataset", "auto"), data)
     spec = manifest.spec
-    if spec.class_names != run_config["class_names"]:
-        raise ConfigError(f"{data}: classes differ from the model's ({spec.num_classes} vs {len(run_config['class_names'])})")
+    known = run_config["class_names"]
+    if spec.class_names != known:
+        unknown = [name for name in spec.class_names if name not in known]
+        if unknown:
+            raise ConfigError(f"{data}: label {unknown[0]!r} is unknown to the model in {run_dir} "
+                              f"({len(unknown)} unknown; it knows {len(known)} classes)")
+        raise ConfigError(f"{data}: classes differ from the model's ({spec.num_classes} vs {len(known)})")
     extractor = make_extractor(run_config["feature_preset"])
     runs = {name: test for name, _, _, test in plan_runs(manifest)}
     per_run, confusion = {}, None

@@ -17,6 +17,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from ssamba.checkpoints.format import atomic_write, atomic_write_text
 from ssamba.errors import DataError
 
 
@@ -193,8 +194,10 @@ def write_confusion_matrix_png(matrix, class_names: Sequence[str], path: str | P
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -221,8 +224,8 @@ def results_markdown(rows: Mapping[str, Mapping[str, object]], title: str | None
 
 
 def write_results_markdown(rows: Mapping[str, Mapping[str, object]], path: str | Path, title: str | None = None) -> Path:
-    """Write `results_markdown(rows, title)` to `path`."""
+    """Write `results_markdown(rows, title)` to `path` (atomically: a full disk leaves the old file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(results_markdown(rows, title), encoding="utf-8")
+    atomic_write_text(path, results_markdown(rows, title))
     return path

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ssamba.checkpoints.format import atomic_write
 from ssamba.downstream.metrics import classification_metrics
 from ssamba.errors import DataError
 
@@ -86,9 +86,12 @@ def cached_embeddings(
     if len(embeddings) != len(targets):
         raise DataError(f"{path}: {len(embeddings)} embeddings for {len(targets)} targets")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}.npz")
-    np.savez(tmp, embeddings=embeddings, targets=targets, key=np.array(key))
-    os.replace(tmp, path)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, embeddings=embeddings, targets=targets, key=np.array(key))
+
+    atomic_write(path, write)
     return embeddings, targets
 
 

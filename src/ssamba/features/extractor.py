@@ -25,7 +25,7 @@ import torch
 from ssamba import config
 from ssamba.audio import load_audio
 from ssamba.errors import AudioError, ConfigError
-from ssamba.features.fbank import as_float_tensor, kaldi_fbank_batch
+from ssamba.features.fbank import as_float_tensor, kaldi_fbank_batch, samples_for_frames
 
 # Normalisation statistics and input lengths from the SSAMBA/SSAST recipes.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -136,9 +136,15 @@ class FeatureExtractor:
     def fbank(self, waves: torch.Tensor) -> torch.Tensor:
         """Un-normalised log-mel ``(B, frames, bins)`` of ``(B, samples)``, padded/cropped.
 
-        This is the point where the official recipes apply SpecAugment before normalising.
+        This is the point where the official recipes apply SpecAugment before normalising. As
+        they do, the whole clip's mean is removed; but only the samples of the first
+        ``target_length`` frames are framed, so a long recording (an hour) costs its waveform,
+        not an hour of spectra.
         """
-        waves = waves - waves.mean(dim=-1, keepdim=True)
+        mean = waves.mean(dim=-1, keepdim=True)
+        if self.config.target_length is not None:
+            waves = waves[..., :samples_for_frames(self.config.target_length, self.config.sample_rate)]
+        waves = waves - mean
         features = kaldi_fbank_batch(
             waves, sample_rate=self.config.sample_rate, num_mel_bins=self.config.num_mel_bins,
             frame_length=25.0, frame_shift=10.0, window="hanning", htk_compat=True,

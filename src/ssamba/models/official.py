@@ -29,6 +29,8 @@ GEOMETRY_KEYS = ("fstride", "tstride", "input_fdim", "input_tdim")
 def read_official_pth(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Load a ``.pth`` state_dict safely (``weights_only=True``) and strip the ``module.`` prefix."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, not an official .pth (a ssamba checkpoint directory needs no conversion)")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:

@@ -12,6 +12,7 @@ The run directory gets ``metrics.csv``, ``loss_curve.png`` and ``checkpoints/{la
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,27 @@ def load_run_config(config: dict | str | Path | None, overrides: list[str] | Non
     }
 
 
+#: Settings a resumed run may change: how long it trains and how it runs, not what it learns.
+RESUMABLE_KEYS = frozenset({
+    "data.source", "train.max_steps", "train.epochs", "train.max_minutes", "train.num_workers",
+    "train.num_threads", "train.device", "train.progress", "train.tensorboard", "train.log_every",
+    "train.checkpoint_every", "train.keep_last"})
+
+
+def config_changes(saved: dict[str, Any], run: dict[str, Any]) -> list[str]:
+    """Dotted keys whose values differ between a run's saved config and ``run`` (both validated
+    section dicts), leaving out ``RESUMABLE_KEYS``: a resume must continue the same training."""
+    def flat(section: str, values: Any) -> dict[str, Any]:
+        values = json.loads(json.dumps(values or {}))  # tuples vs lists: compare as saved
+        return {f"{section}.{k}": v for k, v in values.items()}
+
+    changed = []
+    for section in SECTIONS:
+        old, new = flat(section, saved.get(section)), flat(section, run.get(section))
+        changed += [k for k in sorted(set(old) | set(new)) if k not in RESUMABLE_KEYS and old.get(k) != new.get(k)]
+    return changed
+
+
 def build_dataset(data: str | Path, config: DataConfig, seed: int):
     """Folder/manifest -> ``AudioCropDataset``; folder of ``*.tar`` (or a .tar) -> streaming ``ShardStream``."""
     from ssamba.data.audio_folder import AudioCropDataset
@@ -102,16 +124,21 @@ def run_pretraining(config: dict | str | Path | None, data: str | Path | None, o
     ``encoder``: use this module instead of building ``model.name`` (tests, custom encoders).
     """
     out_dir = Path(out_dir)
+    saved = load_checkpoint(out_dir, with_state=False)[1] if resume else None
     if config is None:
         if not resume:
             raise ConfigError("config: required unless resuming a run")
-        _, saved, _ = load_checkpoint(out_dir, with_state=False)
         config = {k: saved[k] for k in SECTIONS if k in saved}
     run = load_run_config(config, overrides)
     data = data if data is not None else run["data"]["source"]
     if data is None:
         raise ConfigError("data: no audio folder, manifest or shard folder given")
     run["data"]["source"] = str(Path(data).resolve())
+    if saved is not None:
+        changed = config_changes(saved, run)
+        if changed:
+            raise ConfigError(f"{out_dir}: resuming with a different config ({', '.join(changed)}); "
+                              "only how long and how it runs may change (e.g. train.max_steps)")
     train = TrainConfig(**run["train"])
     dataset = build_dataset(data, DataConfig(**run["data"]), train.seed)
     task = build_task(run, encoder)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from ssamba.checkpoints.format import CONFIG_FILE, WEIGHTS_FILE
+from ssamba.checkpoints.format import CONFIG_FILE, WEIGHTS_FILE, named_os_error
 from ssamba.errors import CheckpointError
 
 STATE_FILE = "trainer_state.pt"
@@ -58,9 +58,13 @@ def save_checkpoint(run_dir: str | Path, step: int, model_state: dict[str, torch
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
-    save_file({k: v.detach().cpu().contiguous().clone() for k, v in model_state.items()}, str(tmp / WEIGHTS_FILE))
-    torch.save(trainer_state, tmp / STATE_FILE)
+    try:
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
+        save_file({k: v.detach().cpu().contiguous().clone() for k, v in model_state.items()}, str(tmp / WEIGHTS_FILE))
+        torch.save(trainer_state, tmp / STATE_FILE)
+    except BaseException as exc:  # e.g. the disk filled: leave no half checkpoint; `last` still points to the old one
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise named_os_error(exc, final) from exc
     if final.exists():  # re-saving the same step (e.g. the final save right after a periodic one)
         old = root / f".old-{name}-{os.getpid()}"
         os.replace(final, old)
