@@ -120,8 +120,9 @@ def test_cli_and_embedder_engine(tmp_path, capsys):
 
 # The float MatMuls an int8 export must keep (they produce delta, B and C; attention scores are
 # activation x activation) and the projections it must quantize, per architecture.
-INT8_CASES = {"ssamba_tiny": ({"mixer/MatMul", "mixer/MatMul_1"}, {"in_proj", "out_proj"}),
-              "ssast_tiny": ({"attn/MatMul", "attn/MatMul_1"}, {"qkv", "proj", "fc1", "fc2"})}
+INT8_CASES = {"ssamba_tiny": ({"x_proj/MatMul", "x_proj_b/MatMul", "dt_proj/MatMul", "dt_proj_b/MatMul"},
+                              {"in_proj", "out_proj"}),
+              "ssast_tiny": ({"MatMul", "MatMul_1"}, {"qkv", "proj", "fc1", "fc2"})}
 
 
 @pytest.mark.parametrize("name", sorted(INT8_CASES))
@@ -137,7 +138,7 @@ def test_int8_quantizes_projections_only(name, tmp_path):
     dtypes = {i.name: i.data_type for i in graph.initializer}
     float_scopes, quant_scopes = INT8_CASES[name]
     kept = [n for n in graph.node if n.op_type == "MatMul"]
-    assert sorted(n.name.split("/", 2)[2] for n in kept) == sorted(list(float_scopes) * depth)
+    assert sorted(n.name.split("/", 3)[3] for n in kept) == sorted(list(float_scopes) * depth)
     assert all(dtypes.get(n.input[1], onnx.TensorProto.FLOAT) == onnx.TensorProto.FLOAT for n in kept)
     quantized = [n for n in graph.node if n.op_type == "MatMulInteger"]
     assert sorted(n.name.split("/")[3] for n in quantized) == sorted(list(quant_scopes) * depth)

@@ -3,12 +3,13 @@
 Graph: input ``fbank`` (batch, frames, bins) float32, batch dynamic, frames fixed (the
 checkpoint's ``input_tdim`` unless given); outputs ``tokens`` (batch, n_cls + patches, D) after
 the final norm and ``embedding`` (batch, D), the official mean of the non-CLS tokens.
-The SSAMBA mixer is traced through its eager path with the closed-form chunked scan
-(``ssamba.nn.scan_export``), picked automatically while tracing. Metadata: ``ssamba.encoder_config``
-(JSON, ``input_tdim`` = the exported window) and ``ssamba.features`` (JSON feature config), so a
-reader can rebuild the input pipeline. ``quantize="int8"``: dynamic int8 quantization of the
-projection MatMul weights only (``ssamba.export.quantize``); x_proj / dt_proj, the scan, A, delta
-and the state stay float32. The file is written atomically.
+The SSAMBA mixer is traced through its token-major export path (``ssamba.nn.mamba_export``,
+with the closed-form chunked scan of ``ssamba.nn.scan_export``), picked automatically while
+tracing. Metadata: ``ssamba.encoder_config`` (JSON, ``input_tdim`` = the exported window) and
+``ssamba.features`` (JSON feature config), so a reader can rebuild the input pipeline.
+``quantize="int8"``: dynamic int8 quantization of the projection MatMul weights only
+(``ssamba.export.quantize``); x_proj / dt_proj, the scan, A, delta and the state stay float32.
+The file is written atomically.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 Which MatMuls: those whose weight is a constant 2-D matrix — SSAMBA's in_proj / out_proj, SSAST's
 qkv / proj / MLP. Everything that produces the scan's inputs stays float32: the per-direction
-x_proj / dt_proj (traced as one batched MatMul over a stacked 3-D weight; they give delta, B and C),
-A, the softplus, the chunked scan and its state (Mul / ReduceSum / Exp / CumSum, never quantized),
-and every activation x activation MatMul (attention scores). Why: rounding delta or the decays
+x_proj / dt_proj (kept by their names: they give delta, B and C), A, the softplus, the chunked
+scan and its state (Mul / Add / Exp / ReduceSum, never quantized), and every activation x
+activation MatMul (attention scores; their second input is not a constant). Why: rounding delta or the decays
 compounds along the recurrence, while a projection's rounding error stays local (the Mamba
 maintainers' advice for quantizing Mamba).
 """

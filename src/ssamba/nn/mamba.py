@@ -15,6 +15,7 @@ grouped-B/C semantics of the scan, so nothing about the maths changes.
 Without autograd on CPU the mixer instead runs the fused inference kernels of
 ``ssamba.nn.bimamba_fused`` (same maths, no flips or copies). ``reverse=True`` computes
 ``flip(mixer(flip(h)))`` (the odd layer of a Vim layer pair) with no flip on the fast path.
+While tracing for ONNX export it runs the token-major ``ssamba.nn.mamba_export`` (no transposes).
 """
 
 from __future__ import annotations
@@ -108,6 +109,11 @@ class BiMamba(nn.Module):
         ``bimamba_train`` (opt-in: on an AVX2 machine it measured slower than the eager path;
         see its module docstring).
         """
+        if _exporting():   # token-major, no transposes in the traced graph
+            from ssamba.nn.mamba_export import bimamba_export_forward
+            if reverse:
+                return bimamba_export_forward(self, hidden.flip(1)).flip(1)
+            return bimamba_export_forward(self, hidden)
         if self._fused_kernels_apply(hidden):
             if not self._needs_grad(hidden):
                 from ssamba.nn.bimamba_fused import bimamba_inference
