@@ -7,7 +7,8 @@ import sys
 import pytest
 
 from ssamba.bench.efficiency import BenchConfig, estimated_peak_gib, ratios, specs
-from ssamba.bench.measure import MeasureSpec, frames_for_tokens
+from ssamba.bench.measure import MeasureSpec, frames_for_tokens, label
+from ssamba.errors import ConfigError
 
 
 def test_tokens_map_to_frames_of_the_pretraining_grid():
@@ -65,3 +66,41 @@ def test_cli_writes_valid_json_with_all_fields(tmp_path):
     assert len(result["ratios"]) == 4
     assert (out / "inference_cpu.png").stat().st_size > 1000
     assert "| 16 |" in (out / "inference_cpu.md").read_text()
+
+
+def test_onnxruntime_rows_next_to_torch(tmp_path):
+    """--engine torch onnxruntime --quantize none int8: one row per engine/quantization, each in the
+    JSON and CSV, ratios only between rows of the same runtime."""
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "bench"
+    cmd = [sys.executable, "-m", "ssamba", "bench", "--tokens", "16", "--repeats", "1", "--depth", "2",
+           "--attention", "sdpa", "--engine", "torch", "onnxruntime", "--quantize", "none", "int8",
+           "--out", str(out), "--threads", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((out / "inference_cpu.json").read_text())
+    rows = {label(r): r for r in result["results"]}
+    assert set(rows) == {"ssamba_tiny/fused", "ssamba_tiny/export/onnxruntime", "ssamba_tiny/export/onnxruntime-int8",
+                         "ssast_tiny/sdpa", "ssast_tiny/sdpa/onnxruntime", "ssast_tiny/sdpa/onnxruntime-int8"}
+    for row in rows.values():
+        assert not row.get("skipped"), row
+        assert row["median_s"] > 0 and row["peak_mem_mib"] >= 0
+    assert {(q["ssamba"], q["ssast"]) for q in result["ratios"]} == {
+        ("ssamba_tiny/fused", "ssast_tiny/sdpa"),
+        ("ssamba_tiny/export/onnxruntime", "ssast_tiny/sdpa/onnxruntime"),
+        ("ssamba_tiny/export/onnxruntime-int8", "ssast_tiny/sdpa/onnxruntime-int8")}
+    lines = (out / "inference_cpu.csv").read_text().splitlines()
+    assert lines[0].startswith("label,model,engine,quantize,tokens")
+    csv_rows = {line.split(",")[0]: line.split(",") for line in lines[1:]}
+    assert set(csv_rows) == set(rows)
+    assert csv_rows["ssamba_tiny/export/onnxruntime-int8"][2:4] == ["onnxruntime", "int8"]
+    assert csv_rows["ssast_tiny/sdpa"][2:4] == ["torch", ""]
+
+
+def test_onnxruntime_engine_rejects_training_and_torch_int8():
+    with pytest.raises(ConfigError):
+        BenchConfig(engines=["onnxruntime"], mode="train")
+    with pytest.raises(ConfigError):
+        BenchConfig(engines=["torch"], quantize=["int8"])
+    with pytest.raises(ConfigError):
+        BenchConfig(engines=["tensorrt"])

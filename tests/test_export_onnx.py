@@ -116,3 +116,36 @@ def test_cli_and_embedder_engine(tmp_path, capsys):
     want = Embedder(loaded).scene_from_fbanks(fbanks)
     got = Embedder(None, engine="onnxruntime", onnx_path=out).scene_from_fbanks(fbanks)
     assert (got - want).abs().max().item() <= TOL
+
+
+# The float MatMuls an int8 export must keep (they produce delta, B and C; attention scores are
+# activation x activation) and the projections it must quantize, per architecture.
+INT8_CASES = {"ssamba_tiny": ({"x_proj/MatMul", "x_proj_b/MatMul", "dt_proj/MatMul", "dt_proj_b/MatMul"},
+                              {"in_proj", "out_proj"}),
+              "ssast_tiny": ({"MatMul", "MatMul_1"}, {"qkv", "proj", "fc1", "fc2"})}
+
+
+@pytest.mark.parametrize("name", sorted(INT8_CASES))
+def test_int8_quantizes_projections_only(name, tmp_path):
+    import onnx
+
+    torch.manual_seed(5)
+    depth = 2
+    model = create_model(name, depth=depth, input_tdim=64).eval()
+    fp32 = to_onnx(model, tmp_path / "fp32.onnx")
+    int8 = to_onnx(model, tmp_path / "int8.onnx", quantize="int8")
+    graph = onnx.load(str(int8)).graph
+    dtypes = {i.name: i.data_type for i in graph.initializer}
+    float_scopes, quant_scopes = INT8_CASES[name]
+    kept = [n for n in graph.node if n.op_type == "MatMul"]
+    assert sorted(n.name.split("/", 3)[3] for n in kept) == sorted(list(float_scopes) * depth)
+    assert all(dtypes.get(n.input[1], onnx.TensorProto.FLOAT) == onnx.TensorProto.FLOAT for n in kept)
+    quantized = [n for n in graph.node if n.op_type == "MatMulInteger"]
+    assert sorted(n.name.split("/")[3] for n in quantized) == sorted(list(quant_scopes) * depth)
+    assert all(dtypes[n.input[1]] == onnx.TensorProto.INT8 for n in quantized)
+    assert int8.stat().st_size < 0.8 * fp32.stat().st_size
+    x = torch.randn(4, 64, model.config.input_fdim, generator=torch.Generator().manual_seed(0)).numpy()
+    a, b = OnnxEncoder(fp32).run(x)[1], OnnxEncoder(int8).run(x)[1]
+    assert np.abs(a - b).max() > 1e-6   # the weights really changed
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cos.min() >= 0.99

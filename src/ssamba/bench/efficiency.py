@@ -24,6 +24,7 @@ from ssamba.errors import ConfigError
 
 PAPER_RATIOS_22K = {"time": 0.073, "memory": 0.046}
 DEFAULT_TOKENS = (512, 1024, 4096, 8192, 22000)
+ENGINES = ("torch", "onnxruntime")
 
 
 @dataclass
@@ -38,6 +39,9 @@ class BenchConfig:
     attention: list[str] = field(default_factory=lambda: ["naive", "sdpa"])
     scan: list[str | None] = field(default_factory=lambda: [None])
     dtype: str = "float32"
+    engines: list[str] = field(default_factory=lambda: ["torch"])
+    quantize: list[str | None] = field(default_factory=lambda: [None])   # onnxruntime rows only
+    depth: int | None = None
     repeats: int = 3
     warmup: int = 1
     threads: int | None = None
@@ -51,6 +55,15 @@ class BenchConfig:
         for name in ("batch", "repeats"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"--{name} {getattr(self, name)}: must be at least 1")
+        unknown = [e for e in self.engines if e not in ENGINES]
+        if unknown:
+            raise ConfigError(f"--engine {unknown[0]}: choose from {', '.join(ENGINES)}")
+        if "onnxruntime" in self.engines:
+            if self.mode != "inference" or self.device != "cpu" or self.dtype != "float32":
+                raise ConfigError("--engine onnxruntime: measures float32 inference on the CPU only "
+                                  f"(got mode {self.mode}, device {self.device}, dtype {self.dtype})")
+        elif any(self.quantize):
+            raise ConfigError("--quantize int8: applies to onnxruntime rows; add --engine onnxruntime")
 
 
 def machine_info() -> dict:
@@ -75,16 +88,28 @@ def _meminfo(key: str) -> float:
     return 0.0
 
 
+def _variants(config: BenchConfig, model: str) -> list[dict]:
+    """Per engine: SSAST once per attention; SSAMBA once per scan backend (torch) or once (the
+    exported scan); onnxruntime rows once per quantization."""
+    out = []
+    for engine in config.engines:
+        if engine == "torch":
+            out += ([{"attention": a} for a in config.attention] if model.startswith("ssast")
+                    else [{"scan": s} for s in config.scan])
+            continue
+        base = [{"attention": a} for a in config.attention] if model.startswith("ssast") else [{}]
+        out += [{**b, "engine": engine, "quantize": q} for q in config.quantize for b in base]
+    return out
+
+
 def specs(config: BenchConfig) -> list[MeasureSpec]:
-    """Every configuration to measure, SSAST once per attention, SSAMBA once per scan backend."""
+    """Every configuration to measure (see ``_variants``), for every token count and model."""
     out = []
     for tokens in config.tokens:
         for model in config.models:
-            variants = ([{"attention": a} for a in config.attention] if model.startswith("ssast")
-                        else [{"scan": s} for s in config.scan])
-            for variant in variants:
+            for variant in _variants(config, model):
                 out.append(MeasureSpec(model=model, tokens=tokens, batch=config.batch, mode=config.mode,
-                                       device=config.device, dtype=config.dtype, repeats=config.repeats,
+                                       device=config.device, dtype=config.dtype, repeats=config.repeats, depth=config.depth,
                                        warmup=config.warmup, threads=config.threads,
                                        budget_s=config.budget_s, **variant))
     return out
@@ -104,6 +129,9 @@ def estimated_peak_gib(spec: MeasureSpec) -> float:
     if c.arch == "ssamba" and spec.scan == "ref":
         states = spec.batch * width * tokens * c.d_state * per  # autograd keeps (L, E, N) per step
         return states * (2 * c.depth if spec.mode == "train" else 2) / 2**30
+    if c.arch == "ssamba" and spec.engine == "onnxruntime":
+        # the exported chunked scan materialises a few (L, E, N) float32 tensors per layer at once
+        return 4 * spec.batch * width * tokens * c.d_state * 4 / 2**30
     # measured on CPU: training keeps ~17 (SSAMBA) / ~9 (SSAST, SDPA) float tensors of E per token and layer
     return spec.batch * tokens * width * per * (20 * c.depth if spec.mode == "train" else 20) / 2**30
 
@@ -112,7 +140,9 @@ def run_spec(spec: MeasureSpec, timeout_s: float) -> dict:
     """Measure one configuration in a subprocess; a crash, OOM kill or timeout becomes ``skipped``."""
     frames = frames_for_tokens(spec.tokens)
     base = {"spec": asdict(spec), "frames": frames, "seconds_audio": frames / 100.0}
-    if spec.model.startswith("ssamba"):  # name the backend a skipped row would have used
+    if spec.engine != "torch":
+        base["backend"] = "export" if spec.model.startswith("ssamba") else spec.attention
+    elif spec.model.startswith("ssamba"):  # name the backend a skipped row would have used
         from ssamba.nn.scan import resolve_backend
         base["backend"] = str(resolve_backend(torch.empty(0, device=spec.device), spec.scan))
     available = _meminfo("MemAvailable") / 2**20
@@ -135,14 +165,17 @@ def run_spec(spec: MeasureSpec, timeout_s: float) -> dict:
 
 
 def ratios(rows: list[dict]) -> list[dict]:
-    """SSAMBA / SSAST time and memory ratio per token count, against each SSAST attention."""
+    """SSAMBA / SSAST time and memory ratio per token count, against each SSAST attention, on the
+    same engine and quantization."""
     ok = [r for r in rows if not r.get("skipped")]
     out = []
     for mamba in (r for r in ok if r["spec"]["model"].startswith("ssamba")):
         size = mamba["spec"]["model"].split("_", 1)[1]
+        runtime = (mamba["spec"].get("engine", "torch"), mamba["spec"].get("quantize"))
         for ast in ok:
             s = ast["spec"]
-            if s["model"] == f"ssast_{size}" and s["tokens"] == mamba["spec"]["tokens"]:
+            if (s["model"] == f"ssast_{size}" and s["tokens"] == mamba["spec"]["tokens"]
+                    and (s.get("engine", "torch"), s.get("quantize")) == runtime):
                 out.append({"tokens": s["tokens"], "ssamba": label(mamba), "ssast": label(ast),
                             "time_ratio": mamba["median_s"] / ast["median_s"],
                             "memory_ratio": (mamba["peak_mem_mib"] / ast["peak_mem_mib"]

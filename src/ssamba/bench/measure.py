@@ -4,6 +4,11 @@ Run by ``ssamba.bench.efficiency`` in a fresh subprocess per configuration (CPU)
 kernel's peak-RSS high-water mark belongs to that configuration alone:
 ``python -m ssamba.bench.measure '<json spec>'`` prints one JSON result line.
 
+Engines: ``torch`` runs the model's ``forward_features``; ``onnxruntime`` exports it first
+(``ssamba.export.to_onnx``, float32 or int8, into a temporary directory) and runs the graph in an
+onnxruntime session with the memory arena off, so each run's activations are freed and the peak
+below is one run's.
+
 Memory: CPU — after the model and input are built and one tiny (one patch column) forward has
 loaded the kernels' code, write 5 to ``/proc/self/clear_refs`` (this resets VmHWM to the
 current RSS), run, and report VmHWM minus that baseline; CUDA —
@@ -21,6 +26,7 @@ import platform
 import resource
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -43,6 +49,9 @@ class MeasureSpec:
     attention: str | None = None     # SSAST: naive | sdpa
     scan: str | None = None          # SSAMBA: ref | chunked | fused | cuda
     dtype: str = "float32"
+    engine: str = "torch"            # torch | onnxruntime (the encoder exported to a temp file first)
+    quantize: str | None = None      # onnxruntime: None (float32) | int8
+    depth: int | None = None         # override the model's depth (quick checks); None = the model's
     repeats: int = 3
     warmup: int = 1
     threads: int | None = None
@@ -106,6 +115,8 @@ def build(spec: MeasureSpec):
     from ssamba.models import create_model
 
     overrides: dict = {"drop_path_rate": 0.0}
+    if spec.depth:
+        overrides["depth"] = spec.depth
     if spec.model.startswith("ssast") and spec.attention:
         overrides["attention"] = spec.attention
     if spec.model.startswith("ssamba") and spec.scan:
@@ -131,8 +142,25 @@ def _step(model, fbank, train: bool, dtype: torch.dtype) -> None:
         torch.cuda.synchronize()
 
 
+def _onnx_step(model, fbank, spec: MeasureSpec, tmp: str):
+    """Export ``model`` for ``fbank``'s window into ``tmp``; returns a step running it in onnxruntime."""
+    from ssamba.export import OnnxEncoder, to_onnx
+
+    path = to_onnx(model, os.path.join(tmp, "model.onnx"), frames=fbank.shape[1], quantize=spec.quantize)
+    encoder = OnnxEncoder(path, threads=spec.threads, memory_arena=False)
+    x = fbank.cpu().numpy()
+    return lambda: encoder.run(x)
+
+
 def measure(spec: MeasureSpec) -> MeasureResult:
     """Warm up, then time ``repeats`` runs (fewer if over budget) and read the peak memory."""
+    if spec.engine == "onnxruntime":
+        with tempfile.TemporaryDirectory() as tmp:
+            return _measure(spec, tmp)
+    return _measure(spec, None)
+
+
+def _measure(spec: MeasureSpec, tmp: str | None) -> MeasureResult:
     if spec.threads:
         torch.set_num_threads(spec.threads)
     torch.manual_seed(0)
@@ -141,9 +169,18 @@ def measure(spec: MeasureSpec) -> MeasureResult:
     model.train(spec.mode == "train")
     dtype = getattr(torch, spec.dtype)
     cuda = fbank.device.type == "cuda"
-    # Load the kernels (numba's cached machine code, oneDNN primitives, thread pools) with a
-    # one-column input first, so the baseline holds code and the peak holds activations.
-    _step(model, fbank[:1, :model.config.tshape], spec.mode == "train", dtype)
+    if tmp is not None:
+        # the graph's window is fixed: one full run loads the kernels; without the arena it frees
+        # its activations, so the baseline holds code and weights and the peak one run's activations
+        run = _onnx_step(model, fbank, spec, tmp)
+        del model
+        run()
+    else:
+        def run():
+            _step(model, fbank, spec.mode == "train", dtype)
+        # Load the kernels (numba's cached machine code, oneDNN primitives, thread pools) with a
+        # one-column input first, so the baseline holds code and the peak holds activations.
+        _step(model, fbank[:1, :model.config.tshape], spec.mode == "train", dtype)
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -153,7 +190,7 @@ def measure(spec: MeasureSpec) -> MeasureResult:
     warm_s = 0.0
     for _ in range(max(spec.warmup, 0)):
         start = time.perf_counter()
-        _step(model, fbank, spec.mode == "train", dtype)
+        run()
         warm_s = time.perf_counter() - start
     repeats = spec.repeats
     if warm_s > 0:
@@ -162,7 +199,7 @@ def measure(spec: MeasureSpec) -> MeasureResult:
     for _ in range(repeats):
         for attempt in range(spec.retries + 1):
             busy0, own0, t0 = _busy_jiffies(), _own_cpu_s(), time.perf_counter()
-            _step(model, fbank, spec.mode == "train", dtype)
+            run()
             wall = time.perf_counter() - t0
             busy = (_busy_jiffies() - busy0) / os.sysconf("SC_CLK_TCK")
             other = max(0.0, busy - (_own_cpu_s() - own0)) / (ncpu * wall)
@@ -178,7 +215,9 @@ def measure(spec: MeasureSpec) -> MeasureResult:
         result.peak_mem_mib = (torch.cuda.max_memory_allocated() - base) / 2**20
     else:
         result.peak_mem_mib = _proc_status("VmHWM") - base
-    if spec.model.startswith("ssamba"):
+    if tmp is not None:
+        result.backend = "export" if spec.model.startswith("ssamba") else spec.attention
+    elif spec.model.startswith("ssamba"):
         from ssamba.nn.scan import resolve_backend
         result.backend = str(resolve_backend(fbank, spec.scan))
     else:
@@ -197,10 +236,16 @@ if __name__ == "__main__":
 
 
 def label(row: dict) -> str:
-    """Short name of a configuration, e.g. ``ssast_tiny/naive`` or ``ssamba_tiny/fused``."""
+    """Short name of a configuration, e.g. ``ssast_tiny/naive``, ``ssamba_tiny/fused`` or
+    ``ssamba_tiny/export/onnxruntime-int8``."""
     spec = row["spec"]
     variant = spec.get("attention") if spec["model"].startswith("ssast") else (row.get("backend") or spec.get("scan") or "auto")
-    return f"{spec['model']}/{variant}"
+    engine = spec.get("engine", "torch")
+    if engine == "torch":
+        return f"{spec['model']}/{variant}"
+    if spec["model"].startswith("ssamba"):
+        variant = "export"
+    return f"{spec['model']}/{variant}/{engine}" + (f"-{spec['quantize']}" if spec.get("quantize") else "")
 
 
 def cpu_model() -> str:

@@ -1,7 +1,9 @@
-"""Benchmark output: JSON, a Markdown table with SSAMBA/SSAST ratios, and a log-log plot."""
+"""Benchmark output: JSON, CSV, a Markdown table with SSAMBA/SSAST ratios, and a log-log plot."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -78,13 +80,33 @@ def plot(result: dict, path: str | Path) -> None:
     plt.close(fig)
 
 
+CSV_FIELDS = ("label", "model", "engine", "quantize", "tokens", "batch", "median_s", "min_s",
+              "peak_mem_mib", "tokens_per_s", "contended", "skipped")
+
+
+def csv_table(result: dict) -> str:
+    """One line per configuration, torch and onnxruntime rows side by side (spreadsheet-friendly)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for r in result["results"]:
+        spec = r["spec"]
+        writer.writerow({"label": label(r), "model": spec["model"], "engine": spec.get("engine", "torch"),
+                         "quantize": spec.get("quantize") or "", "tokens": spec["tokens"], "batch": spec["batch"],
+                         **{k: ("" if r.get(k) is None else r[k])
+                            for k in ("median_s", "min_s", "peak_mem_mib", "tokens_per_s", "contended", "skipped")}})
+    return buffer.getvalue()
+
+
 def save_results(result: dict, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``<mode>_<device>.json``, ``.md`` and ``.png`` into ``out_dir``; returns the paths."""
+    """Write ``<mode>_<device>.json``, ``.csv``, ``.md`` and ``.png`` into ``out_dir``; returns the paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"{result['config']['mode']}_{result['config']['device']}"
-    paths = {"json": out / f"{stem}.json", "md": out / f"{stem}.md", "png": out / f"{stem}.png"}
+    paths = {"json": out / f"{stem}.json", "csv": out / f"{stem}.csv", "md": out / f"{stem}.md",
+             "png": out / f"{stem}.png"}
     atomic_write_text(paths["json"], json.dumps(result, indent=2))
+    atomic_write_text(paths["csv"], csv_table(result))
     atomic_write_text(paths["md"], markdown_table(result))
     plot(result, paths["png"])
     return paths

@@ -18,7 +18,12 @@ def add_parser(sub) -> None:
     p.add_argument("--attention", nargs="+", choices=("naive", "sdpa"), default=["naive", "sdpa"])
     p.add_argument("--scan", nargs="+", choices=("auto", "ref", "chunked", "fused", "cuda"), default=["auto"])
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    p.add_argument("--engine", nargs="+", choices=("torch", "onnxruntime"), default=["torch"],
+                   help="torch and/or onnxruntime (the encoder exported to a temp file per row)")
+    p.add_argument("--quantize", nargs="+", choices=("none", "int8"), default=["none"],
+                   help="onnxruntime rows: float32 (none) and/or dynamic int8 projection weights")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--depth", type=int, default=None, help="override the models' depth (quick checks)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per run (default: torch's)")
     p.add_argument("--budget", type=float, default=120.0, help="max seconds of measured repeats per config")
     p.add_argument("--out", default=None, help="directory for <mode>_<device>.json/.md/.png")
@@ -41,6 +46,7 @@ def run(args) -> int:
         config = BenchConfig(models=args.models, tokens=args.tokens, batch=args.batch, mode=mode,
                              device=args.device, attention=args.attention,
                              scan=[None if s == "auto" else s for s in args.scan], dtype=args.dtype,
+                             engines=args.engine, depth=args.depth, quantize=[None if q == "none" else q for q in args.quantize],
                              repeats=args.repeats, threads=args.threads, budget_s=args.budget)
         result = run_benchmark(config, args.out)
         print()

@@ -11,7 +11,8 @@ def add_parser(sub) -> None:
     p.add_argument("out", metavar="OUT.onnx", help="output ONNX file")
     p.add_argument("--frames", type=int, help="window length in frames (default: the checkpoint's input_tdim)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    p.add_argument("--quantize", choices=("int8",), help="dynamic int8 quantization of the MatMul weights")
+    p.add_argument("--quantize", choices=("int8",), help="dynamic int8 quantization of the projection MatMul weights "
+                                                        "(x_proj, dt_proj and the scan stay float32)")
     p.set_defaults(func=run)
 
 

@@ -19,7 +19,9 @@ from ssamba.nn.patch import patch_grid_size
 class OnnxEncoder(torch.nn.Module):
     """Runs ``tokens, embedding = graph(fbank)`` in an onnxruntime CPU session."""
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, memory_arena: bool = True) -> None:
+        """``memory_arena=False`` frees activations after each run (slower; lets a benchmark read
+        the peak of one run)."""
         super().__init__()
         try:
             import onnxruntime as ort
@@ -31,6 +33,7 @@ class OnnxEncoder(torch.nn.Module):
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        options.enable_cpu_mem_arena = memory_arena
         try:
             self.session = self._session(ort, options)
         except Exception as exc:  # onnxruntime raises its own exception types
@@ -47,7 +50,7 @@ class OnnxEncoder(torch.nn.Module):
         probe = ort.InferenceSession(str(self.path), _no_optimisation(ort), providers=["CPUExecutionProvider"])
         if probe.get_modelmeta().custom_metadata_map.get("ssamba.optimized") == "basic":
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-            if options.intra_op_num_threads == 0:
+            if options.intra_op_num_threads == 0 and options.enable_cpu_mem_arena:
                 return probe
         return ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
 

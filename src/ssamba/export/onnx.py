@@ -3,11 +3,13 @@
 Graph: input ``fbank`` (batch, frames, bins) float32, batch dynamic, frames fixed (the
 checkpoint's ``input_tdim`` unless given); outputs ``tokens`` (batch, n_cls + patches, D) after
 the final norm and ``embedding`` (batch, D), the official mean of the non-CLS tokens.
-The SSAMBA mixer is traced through its eager path with the closed-form chunked scan
-(``ssamba.nn.scan_export``), picked automatically while tracing. Metadata: ``ssamba.encoder_config``
-(JSON, ``input_tdim`` = the exported window) and ``ssamba.features`` (JSON feature config), so a
-reader can rebuild the input pipeline. ``quantize="int8"``: dynamic int8 quantization of the
-MatMul weights only; the scan, A, delta and the state stay float32.
+The SSAMBA mixer is traced through its token-major export path (``ssamba.nn.mamba_export``,
+with the closed-form chunked scan of ``ssamba.nn.scan_export``), picked automatically while
+tracing. Metadata: ``ssamba.encoder_config`` (JSON, ``input_tdim`` = the exported window) and
+``ssamba.features`` (JSON feature config), so a reader can rebuild the input pipeline.
+``quantize="int8"``: dynamic int8 quantization of the projection MatMul weights only
+(``ssamba.export.quantize``); x_proj / dt_proj, the scan, A, delta and the state stay float32.
+The file is written atomically.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from pathlib import Path
 
 import torch
 
+from ssamba.checkpoints.format import atomic_write
 from ssamba.errors import ConfigError
+from ssamba.export.quantize import quantize_int8
 from ssamba.features.extractor import feature_config_for
 from ssamba.models.checkpoint import load
 
@@ -95,6 +99,10 @@ def to_onnx(model, path: str | os.PathLike, frames: int | None = None, opset: in
         optimized = Path(tmp) / "basic.onnx"
         _optimize_offline(raw, optimized)
         graph = onnx.load(str(optimized))
+        if quantize == "int8":
+            quantized = Path(tmp) / "int8.onnx"
+            quantize_int8(optimized, quantized)
+            graph = onnx.load(str(quantized))
         meta = {META_CONFIG: json.dumps(dataclasses.replace(cfg, input_tdim=frames).to_dict()),
                 META_FEATURES: json.dumps(dataclasses.asdict(feature_config_for(encoder))),
                 META_OPTIMIZED: "basic"}
@@ -102,15 +110,5 @@ def to_onnx(model, path: str | os.PathLike, frames: int | None = None, opset: in
         for key, value in meta.items():
             graph.metadata_props.add(key=key, value=value)
         graph.producer_name = "ssamba"
-        if quantize is None:
-            onnx.save(graph, str(path))
-            return path
-        onnx.save(graph, str(raw))
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-        quantize_dynamic(str(raw), str(path), op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
-        quantized = onnx.load(str(path))
-        if not any(p.key == META_CONFIG for p in quantized.metadata_props):
-            for key, value in meta.items():
-                quantized.metadata_props.add(key=key, value=value)
-            onnx.save(quantized, str(path))
+        atomic_write(path, lambda tmp_file: onnx.save(graph, tmp_file))
     return path

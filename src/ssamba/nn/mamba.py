@@ -15,6 +15,7 @@ grouped-B/C semantics of the scan, so nothing about the maths changes.
 Without autograd on CPU the mixer instead runs the fused inference kernels of
 ``ssamba.nn.bimamba_fused`` (same maths, no flips or copies). ``reverse=True`` computes
 ``flip(mixer(flip(h)))`` (the odd layer of a Vim layer pair) with no flip on the fast path.
+While tracing for ONNX export it runs the token-major ``ssamba.nn.mamba_export`` (no transposes).
 """
 
 from __future__ import annotations
@@ -109,6 +110,11 @@ class BiMamba(nn.Module):
         with it. ``SSAMBA_FUSED_TRAINING=0`` sends training through the eager path below (numba
         conv + fused scan with autograd over flips and concatenations) instead, for comparison.
         """
+        if _exporting():   # token-major, no transposes in the traced graph
+            from ssamba.nn.mamba_export import bimamba_export_forward
+            if reverse:
+                return bimamba_export_forward(self, hidden.flip(1)).flip(1)
+            return bimamba_export_forward(self, hidden)
         if self._fused_kernels_apply(hidden):
             if not self._needs_grad(hidden):
                 from ssamba.nn.bimamba_fused import bimamba_inference
