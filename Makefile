@@ -42,6 +42,8 @@ demo: install
 
 bench: install
 	$(BIN)/ssamba bench --mode inference train --out bench/results
+	$(BIN)/ssamba bench --mode inference train --batch 16 --frames 200 --depth 6 --attention sdpa \
+		--out bench/results/pretraining_shape
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -104,3 +104,27 @@ def test_onnxruntime_engine_rejects_training_and_torch_int8():
         BenchConfig(engines=["torch"], quantize=["int8"])
     with pytest.raises(ConfigError):
         BenchConfig(engines=["tensorrt"])
+
+
+def test_frames_rows_measure_the_pretraining_shape(tmp_path):
+    """--batch 4 --frames 40 --mode train: every row runs a (4, 40, 128) batch (16x16 patches: 8 x 2
+    = 16 tokens), training mode, and reports the absolute peak (weights included) above the
+    activations-only one."""
+    out = tmp_path / "bench"
+    cmd = [sys.executable, "-m", "ssamba", "bench", "--frames", "40", "--batch", "4", "--mode", "train",
+           "--depth", "2", "--attention", "sdpa", "--repeats", "1", "--out", str(out), "--threads", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((out / "train_cpu.json").read_text())
+    assert {label(r) for r in result["results"]} == {"ssamba_tiny/fused", "ssast_tiny/sdpa"}
+    for row in result["results"]:
+        assert not row.get("skipped"), row
+        assert (row["frames"], row["spec"]["tokens"], row["spec"]["batch"]) == (40, 16, 4)
+        assert row["spec"]["mode"] == "train" and row["spec"]["depth"] == 2
+        assert row["peak_total_mib"] > row["peak_mem_mib"] >= 0
+    assert len(result["ratios"]) == 1
+
+
+def test_frames_shorter_than_a_patch_is_a_config_error():
+    with pytest.raises(ConfigError, match="--frames 8"):
+        BenchConfig(frames=[8])

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ssamba.bench.measure import MeasureSpec, cpu_model, frames_for_tokens, label
+from ssamba.bench.measure import MeasureSpec, cpu_model, frames_for_tokens, label, tokens_for_frames
 from ssamba.errors import ConfigError
 
 PAPER_RATIOS_22K = {"time": 0.073, "memory": 0.046}
@@ -33,6 +33,7 @@ class BenchConfig:
 
     models: list[str] = field(default_factory=lambda: ["ssamba_tiny", "ssast_tiny"])
     tokens: list[int] = field(default_factory=lambda: list(DEFAULT_TOKENS))
+    frames: list[int] | None = None    # fbank frames per clip instead of tokens (e.g. 200: the demo's crops)
     batch: int = 1
     mode: str = "inference"
     device: str = "cpu"
@@ -52,6 +53,9 @@ class BenchConfig:
         bad = [t for t in self.tokens if int(t) < 1]
         if bad:
             raise ConfigError(f"--tokens {bad[0]}: token counts must be at least 1")
+        short = [f for f in self.frames or [] if int(f) < 16]
+        if short:
+            raise ConfigError(f"--frames {short[0]}: a clip needs at least 16 frames (one patch)")
         for name in ("batch", "repeats"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"--{name} {getattr(self, name)}: must be at least 1")
@@ -105,10 +109,11 @@ def _variants(config: BenchConfig, model: str) -> list[dict]:
 def specs(config: BenchConfig) -> list[MeasureSpec]:
     """Every configuration to measure (see ``_variants``), for every token count and model."""
     out = []
-    for tokens in config.tokens:
+    shapes = [(tokens_for_frames(f), f) for f in config.frames] if config.frames else [(t, None) for t in config.tokens]
+    for tokens, frames in shapes:
         for model in config.models:
             for variant in _variants(config, model):
-                out.append(MeasureSpec(model=model, tokens=tokens, batch=config.batch, mode=config.mode,
+                out.append(MeasureSpec(model=model, tokens=tokens, frames=frames, batch=config.batch, mode=config.mode,
                                        device=config.device, dtype=config.dtype, repeats=config.repeats, depth=config.depth,
                                        warmup=config.warmup, threads=config.threads,
                                        budget_s=config.budget_s, **variant))
@@ -138,7 +143,7 @@ def estimated_peak_gib(spec: MeasureSpec) -> float:
 
 def run_spec(spec: MeasureSpec, timeout_s: float) -> dict:
     """Measure one configuration in a subprocess; a crash, OOM kill or timeout becomes ``skipped``."""
-    frames = frames_for_tokens(spec.tokens)
+    frames = spec.frames or frames_for_tokens(spec.tokens)
     base = {"spec": asdict(spec), "frames": frames, "seconds_audio": frames / 100.0}
     if spec.engine != "torch":
         base["backend"] = "export" if spec.model.startswith("ssamba") else spec.attention
@@ -201,9 +206,11 @@ def run_benchmark(config: BenchConfig, out_dir: str | Path | None = None, progre
 def format_row(row: dict) -> str:
     """One printable line per configuration."""
     spec = row["spec"]
-    head = f"{label(row):24s} {spec['mode']:9s} tokens {spec['tokens']:6d} ({row['seconds_audio']:7.1f} s audio)"
+    head = (f"{label(row):24s} {spec['mode']:9s} batch {spec['batch']:3d} x tokens {spec['tokens']:6d} "
+            f"({row['seconds_audio']:7.1f} s audio)")
     if row.get("skipped"):
         return f"{head}  skipped: {row['skipped']}"
     flag = "  [contended]" if row.get("contended") else ""
+    total = f" (total {row['peak_total_mib']:.0f})" if row.get("peak_total_mib") is not None else ""
     return (f"{head}  median {row['median_s']:8.3f} s  min {row['min_s']:8.3f} s  "
-            f"peak {row['peak_mem_mib']:8.1f} MiB  {row['tokens_per_s']:9.0f} tok/s{flag}")
+            f"peak {row['peak_mem_mib']:8.1f} MiB{total}  {row['tokens_per_s']:9.0f} tok/s{flag}")

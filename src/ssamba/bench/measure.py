@@ -44,6 +44,7 @@ class MeasureSpec:
     model: str
     tokens: int
     batch: int = 1
+    frames: int | None = None        # fbank frames per clip; None = the fewest with ``tokens`` patches
     mode: str = "inference"          # inference | train
     device: str = "cpu"
     attention: str | None = None     # SSAST: naive | sdpa
@@ -70,7 +71,8 @@ class MeasureResult:
     median_s: float | None = None
     min_s: float | None = None
     tokens_per_s: float | None = None
-    peak_mem_mib: float | None = None
+    peak_mem_mib: float | None = None     # activations: the peak above what the loaded model and kernels hold
+    peak_total_mib: float | None = None   # absolute, weights included (CUDA: allocated; CPU: the process's RSS)
     contended: bool = False
     backend: str | None = None
     skipped: str | None = None
@@ -82,6 +84,13 @@ def frames_for_tokens(tokens: int, fshape: int = 16, tshape: int = 16, fstride: 
     rows = patch_grid_size(fdim, tshape, fshape, tshape, fstride, tstride)[0]
     cols = max(1, math.ceil(tokens / rows))
     return (cols - 1) * tstride + tshape
+
+
+def tokens_for_frames(frames: int, fshape: int = 16, tshape: int = 16, fstride: int = 16, tstride: int = 16,
+                      fdim: int = FREQ_BINS) -> int:
+    """Patches (tokens, CLS excluded) of a ``frames``-long fbank (pretraining geometry by default)."""
+    rows, cols = patch_grid_size(fdim, frames, fshape, tshape, fstride, tstride)
+    return rows * cols
 
 
 def _proc_status(key: str) -> float:
@@ -123,7 +132,7 @@ def build(spec: MeasureSpec):
         overrides["scan_backend"] = spec.scan
     model = create_model(spec.model, **overrides).to(spec.device)
     c = model.config
-    frames = frames_for_tokens(spec.tokens, c.fshape, c.tshape, c.fstride, c.tstride, c.input_fdim)
+    frames = spec.frames or frames_for_tokens(spec.tokens, c.fshape, c.tshape, c.fstride, c.tstride, c.input_fdim)
     fbank = torch.randn(spec.batch, frames, c.input_fdim, device=spec.device)
     return model, fbank, frames
 
@@ -212,9 +221,12 @@ def _measure(spec: MeasureSpec, tmp: str | None) -> MeasureResult:
     result.min_s = min(result.times_s)
     result.tokens_per_s = spec.batch * spec.tokens / result.median_s
     if cuda:
-        result.peak_mem_mib = (torch.cuda.max_memory_allocated() - base) / 2**20
+        result.peak_total_mib = torch.cuda.max_memory_allocated() / 2**20
+        result.peak_mem_mib = result.peak_total_mib - base / 2**20
     else:
-        result.peak_mem_mib = _proc_status("VmHWM") - base
+        result.peak_total_mib = _proc_status("VmHWM")
+        # the kernel syncs per-thread RSS counters lazily: a tiny peak can read a page below the baseline
+        result.peak_mem_mib = max(0.0, result.peak_total_mib - base)
     if tmp is not None:
         result.backend = "export" if spec.model.startswith("ssamba") else spec.attention
     elif spec.model.startswith("ssamba"):

@@ -80,8 +80,8 @@ def plot(result: dict, path: str | Path) -> None:
     plt.close(fig)
 
 
-CSV_FIELDS = ("label", "model", "engine", "quantize", "tokens", "batch", "median_s", "min_s",
-              "peak_mem_mib", "tokens_per_s", "contended", "skipped")
+CSV_FIELDS = ("label", "model", "engine", "quantize", "tokens", "frames", "batch", "median_s", "min_s",
+              "peak_mem_mib", "peak_total_mib", "tokens_per_s", "contended", "skipped")
 
 
 def csv_table(result: dict) -> str:
@@ -92,9 +92,9 @@ def csv_table(result: dict) -> str:
     for r in result["results"]:
         spec = r["spec"]
         writer.writerow({"label": label(r), "model": spec["model"], "engine": spec.get("engine", "torch"),
-                         "quantize": spec.get("quantize") or "", "tokens": spec["tokens"], "batch": spec["batch"],
-                         **{k: ("" if r.get(k) is None else r[k])
-                            for k in ("median_s", "min_s", "peak_mem_mib", "tokens_per_s", "contended", "skipped")}})
+                         "quantize": spec.get("quantize") or "", "tokens": spec["tokens"], "frames": r["frames"],
+                         "batch": spec["batch"],
+                         **{k: ("" if r.get(k) is None else r[k]) for k in CSV_FIELDS[7:]}})
     return buffer.getvalue()
 
 

@@ -11,6 +11,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="time and peak memory of SSAMBA vs SSAST against sequence length")
     p.add_argument("--models", nargs="+", default=["ssamba_tiny", "ssast_tiny"])
     p.add_argument("--tokens", nargs="+", type=int, default=[512, 1024, 4096, 8192, 22000])
+    p.add_argument("--frames", nargs="+", type=int, default=None,
+                   help="fbank frames per clip instead of --tokens (the demo's pretraining shape: --batch 16 --frames 200)")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--mode", choices=("inference", "train"), nargs="+", default=["inference"],
                    help="one or both; train = forward + backward")
@@ -43,7 +45,7 @@ def run(args) -> int:
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         raise ConfigError(f"--out {args.out}: exists and is not a folder")  # found before minutes of measuring
     for mode in args.mode:
-        config = BenchConfig(models=args.models, tokens=args.tokens, batch=args.batch, mode=mode,
+        config = BenchConfig(models=args.models, tokens=args.tokens, frames=args.frames, batch=args.batch, mode=mode,
                              device=args.device, attention=args.attention,
                              scan=[None if s == "auto" else s for s in args.scan], dtype=args.dtype,
                              engines=args.engine, depth=args.depth, quantize=[None if q == "none" else q for q in args.quantize],
