@@ -11,7 +11,8 @@ import torch
 from dataset_layouts import write_csv_dataset
 
 from ssamba.data.manifests import read_csv_manifest
-from ssamba.downstream.finetune import FinetuneConfig, FinetuneTask, build_encoder, evaluate, finetune, load_finetuned, plan_runs
+from ssamba.downstream.finetune import FinetuneConfig, FinetuneTask, build_encoder, evaluate, finetune, load_finetuned
+from ssamba.downstream.runs import plan_runs
 from ssamba.errors import ConfigError
 from ssamba.train.config import TrainConfig
 from ssamba.train.metrics_log import read_metrics

@@ -24,14 +24,9 @@ from torch.utils.data import DataLoader, Dataset
 from ssamba.checkpoints.format import atomic_write, atomic_write_text
 from ssamba.data.classification import AudioClassificationDataset
 from ssamba.data.datasets import read_dataset
-from ssamba.data.manifests import AudioItem, DatasetSpec, Manifest
-from ssamba.downstream.metrics import (
-    aggregate_folds,
-    classification_metrics,
-    confusion_matrix,
-    write_confusion_matrix_png,
-    write_results_markdown,
-)
+from ssamba.data.manifests import DatasetSpec, Manifest
+from ssamba.downstream.metrics import classification_metrics
+from ssamba.downstream.runs import RunResults, plan_runs
 from ssamba.errors import CheckpointError, ConfigError
 from ssamba.features.augment import AugmentConfig, Augmenter
 from ssamba.train.config import TrainConfig, from_dict, to_dict
@@ -219,44 +214,9 @@ def load_finetune_config(path: str | Path, overrides: list[str] | None = None) -
 # ----------------------------------------------------------------------------- runs
 
 
-Split = list[AudioItem]
-
-
-def plan_runs(manifest: Manifest, folds: list[int] | None = None) -> list[tuple[str, Split, Split, Split]]:
-    """(name, train, valid, test) item lists: one run for datasets with train/test splits, one per
-    test fold (leave-one-fold-out) for datasets with folds."""
-    spec = manifest.spec
-    if "train" in spec.splits and "test" in spec.splits:
-        valid = manifest.select("valid") if "valid" in spec.splits else []
-        return [("all", manifest.select("train"), valid, manifest.select("test"))]
-    if spec.folds:
-        chosen = spec.folds if folds is None else folds
-        runs = []
-        for fold in chosen:
-            train, test = manifest.fold_split(fold)
-            runs.append((f"fold{fold}", train, [], test))
-        return runs
-    raise ConfigError(f"{spec.name}: dataset has neither train/test splits nor folds; use split folders or a fold column")
-
-
 def score_run(task: FinetuneTask, test: Dataset, spec: DatasetSpec, batch_size: int) -> tuple[dict, np.ndarray, np.ndarray]:
     scores, targets = predict(task, test, batch_size)
     return classification_metrics(scores, targets, multi_label=spec.multi_label), scores, targets
-
-
-def write_report(out_dir: Path, spec: DatasetSpec, per_run: dict[str, dict], confusion: np.ndarray | None, extra: dict) -> dict:
-    """results.json, results.md (one row per run + mean ± std for several) and confusion.png."""
-    results: dict[str, Any] = {"dataset": spec.name, "num_classes": spec.num_classes, "runs": per_run, **extra}
-    rows = dict(per_run)
-    if len(per_run) > 1:
-        results["aggregate"] = aggregate_folds(list(per_run.values()))
-        rows["mean ± std"] = results["aggregate"]
-    if confusion is not None:
-        results["confusion_matrix"] = confusion.tolist()
-        write_confusion_matrix_png(confusion, spec.class_names, out_dir / "confusion.png", title=spec.name)
-    write_results_markdown(rows, out_dir / "results.md", title=f"{spec.name} ({spec.num_classes} classes)")
-    atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2))
-    return results
 
 
 def finetune(
@@ -278,8 +238,7 @@ def finetune(
     preset = config.features or spec.feature_preset
     extractor = make_extractor(preset)
     augmenter = Augmenter(config.augment_config())
-    per_run: dict[str, dict] = {}
-    confusion = None
+    results = RunResults(spec)
     for name, train_items, valid_items, test_items in plan_runs(manifest, config.folds):
         run_dir = out_dir if name == "all" else out_dir / name
         encoder = build_encoder(config, extractor.config.target_length or 1024, init)
@@ -294,15 +253,12 @@ def finetune(
         summary = trainer.fit()
         metrics, scores, targets = score_run(task, make(test_items, None), spec, config.eval_batch_size)
         metrics["train_loss_last"] = float(summary["metrics"].get("loss", float("nan")))
-        per_run[name] = metrics
+        results.add(name, metrics, scores, targets)
         save_finetuned(task, run_dir / "model", spec, config)
-        if not spec.multi_label:
-            m = confusion_matrix(scores, targets, spec.num_classes)
-            confusion = m if confusion is None else confusion + m
         log.info("%s %s: %s", spec.name, name, {k: round(v, 4) for k, v in metrics.items()})
     extra = {"init": str(init) if init else None, "finetune": to_dict(config),
              "skipped_entries": len(manifest.skipped)}
-    return write_report(out_dir, spec, per_run, confusion, extra)
+    return results.write(out_dir, extra)
 
 
 def evaluate(run_dir: str | Path, data: str | Path, out_dir: str | Path | None = None, batch_size: int = 16) -> dict:
@@ -327,17 +283,13 @@ def evaluate(run_dir: str | Path, data: str | Path, out_dir: str | Path | None =
         raise ConfigError(f"{data}: classes differ from the model's ({spec.num_classes} vs {len(known)})")
     extractor = make_extractor(run_config["feature_preset"])
     runs = {name: test for name, _, _, test in plan_runs(manifest)}
-    per_run, confusion = {}, None
+    results = RunResults(spec)
     for name, model_dir in model_dirs.items():
         if name not in runs:
             raise ConfigError(f"{model_dir}: run {name!r} has no matching split/fold in {data}")
         task, _ = load_finetuned(model_dir)
         test = AudioClassificationDataset(runs[name], spec.num_classes, extractor)
-        metrics, scores, targets = score_run(task, test, spec, batch_size)
-        per_run[name] = metrics
-        if not spec.multi_label:
-            m = confusion_matrix(scores, targets, spec.num_classes)
-            confusion = m if confusion is None else confusion + m
+        results.add(name, *score_run(task, test, spec, batch_size))
     out = Path(out_dir) if out_dir else run_dir / "evaluation"
     out.mkdir(parents=True, exist_ok=True)
-    return write_report(out, spec, per_run, confusion, {"model": str(run_dir)})
+    return results.write(out, {"model": str(run_dir)})

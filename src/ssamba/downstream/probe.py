@@ -184,8 +184,8 @@ def probe(
     datasets. Writes results.json, results.md and confusion.png (single-label) into `out_dir`."""
     from ssamba.data.classification import AudioClassificationDataset
     from ssamba.data.datasets import read_dataset
-    from ssamba.downstream.finetune import make_extractor, plan_runs, write_report
-    from ssamba.downstream.metrics import confusion_matrix
+    from ssamba.downstream.finetune import make_extractor
+    from ssamba.downstream.runs import RunResults, plan_runs
 
     config = config or ProbeConfig()
     out_dir = Path(out_dir)
@@ -209,18 +209,15 @@ def probe(
 
     embeddings, targets = cached_embeddings(Path(cache) if cache else out_dir / "embeddings.npz", key, compute)
     row = {item: i for i, item in enumerate(manifest.items)}
-    per_run, confusion = {}, None
+    results = RunResults(spec)
     for name, train_items, _valid, test_items in plan_runs(manifest, folds):
         train_rows = [row[item] for item in train_items]
         test_rows = [row[item] for item in test_items]
         metrics, scores, _ = fit_and_evaluate_probe(
             (embeddings[train_rows], targets[train_rows]), (embeddings[test_rows], targets[test_rows]), spec.multi_label, config)
-        per_run[name] = metrics
-        if not spec.multi_label:
-            m = confusion_matrix(scores, targets[test_rows], spec.num_classes)
-            confusion = m if confusion is None else confusion + m
+        results.add(name, metrics, scores, targets[test_rows])
     out_dir.mkdir(parents=True, exist_ok=True)
-    from ssamba.train.config import to_dict
+    from ssamba.config import to_dict
 
     extra = {"model": str(model), "probe": to_dict(config), "features": preset, "skipped_entries": len(manifest.skipped)}
-    return write_report(out_dir, spec, per_run, confusion, extra)
+    return results.write(out_dir, extra)
