@@ -34,6 +34,22 @@ _NO_PRE_GATE = np.zeros((1, 1), dtype=np.float32)
 _NO_CKPT = np.zeros((1, 1, 1, 1, 1), dtype=np.float32)
 
 
+@njit(fastmath=True, cache=True, error_model="numpy", inline="always")
+def conv_pre_activation(x, weight, bias, d, row, L, acc):
+    """acc[:E] = bias[d] + Σ_k weight[d, k] · x[row + shift_k] for direction ``d``'s depthwise conv:
+    causal for d=0 (x[t - (K-1) + k]); for d=1 the causal conv of the flipped sequence, which in
+    original time order reads x[t + K-1 - k]. Taps outside the clip (t = row mod L) read zeros."""
+    K = weight.shape[1]
+    t = row % L
+    for e in range(acc.shape[0]):
+        acc[e] = bias[d, e]
+    for k in range(K):
+        shift = k - (K - 1) if d == 0 else K - 1 - k
+        if 0 <= t + shift < L:
+            for e in range(acc.shape[0]):
+                acc[e] += weight[d, k, e] * x[row + shift, e]
+
+
 @njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
 def _conv_silu_kernel(x, weight, bias, out, L, parts):
     """u[d, row] = SiLU(bias[d] + depthwise conv of x), causal for d=0, anti-causal for d=1.
@@ -45,7 +61,6 @@ def _conv_silu_kernel(x, weight, bias, out, L, parts):
     """
     rows = x.shape[0]
     E = out.shape[2]
-    K = weight.shape[1]
     items = 2 * rows
     per_part = (items + parts - 1) // parts
     for p in prange(parts):
@@ -53,16 +68,7 @@ def _conv_silu_kernel(x, weight, bias, out, L, parts):
         for item in range(p * per_part, min(items, (p + 1) * per_part)):
             d = item // rows
             row = item - d * rows
-            t = row % L
-            for e in range(E):
-                acc[e] = bias[d, e]
-            for k in range(K):
-                # causal: x[t - (K-1) + k]; anti-causal (flipped direction, unflipped time): x[t + K-1 - k]
-                shift = k - (K - 1) if d == 0 else K - 1 - k
-                if 0 <= t + shift < L:
-                    src = row + shift
-                    for e in range(E):
-                        acc[e] += weight[d, k, e] * x[src, e]
+            conv_pre_activation(x, weight, bias, d, row, L, acc)
             for e in range(E):
                 a = acc[e]
                 out[d, row, e] = a * _sigmoid32(a)

@@ -36,7 +36,14 @@ from ssamba.nn._numba import (
     _sigmoid32,
     _stack_float32,
 )
-from ssamba.nn.bimamba_fused import _biscan_kernel, _conv_silu_kernel, _direction_params, block_lanes, load_direction
+from ssamba.nn.bimamba_fused import (
+    _biscan_kernel,
+    _conv_silu_kernel,
+    _direction_params,
+    block_lanes,
+    conv_pre_activation,
+    load_direction,
+)
 from ssamba.nn.scan_fused import adjoint_segments
 
 _F = np.float32
@@ -158,13 +165,7 @@ def _conv_silu_backward_kernel(x, weight, bias, du, L, parts, dx, dweight_part, 
             d = item // rows
             row = item - d * rows
             t = row % L
-            for e in range(E):
-                acc[e] = bias[d, e]
-            for k in range(K):
-                shift = k - (K - 1) if d == 0 else K - 1 - k
-                if 0 <= t + shift < L:
-                    for e in range(E):
-                        acc[e] += weight[d, k, e] * x[row + shift, e]
+            conv_pre_activation(x, weight, bias, d, row, L, acc)
             for e in range(E):
                 a = acc[e]
                 s = _sigmoid32(a)

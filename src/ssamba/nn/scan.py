@@ -28,19 +28,14 @@ import os
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from ssamba.errors import ConfigError
+from ssamba.nn.scan_io import finish_output, prepare_inputs
 
 BACKENDS = ("ref", "chunked", "fused", "cuda", "export")
 ENV_VAR = "SSAMBA_SCAN_BACKEND"
 _log = logging.getLogger(__name__)
 _already_logged: set[tuple[str, str, str]] = set()
-
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """float64 stays float64 (gradcheck); everything else is computed in float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _expand_groups(X: torch.Tensor, channels: int) -> torch.Tensor:
@@ -55,12 +50,7 @@ def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None,
                        delta_softplus=False, return_last_state=False):
     """Sequential reference: slow, obviously correct, differentiable by autograd."""
     dtype_in = u.dtype
-    compute = _compute_dtype(dtype_in)
-    u, delta, A, B, C = (t.to(compute) for t in (u, delta, A, B, C))
-    if delta_bias is not None:
-        delta = delta + delta_bias.to(compute)[None, :, None]
-    if delta_softplus:
-        delta = F.softplus(delta)
+    u, delta, A, B, C = prepare_inputs(u, delta, A, B, C, delta_bias, delta_softplus)
     E, L = u.shape[1], u.shape[2]
     Bx, Cx = _expand_groups(B, E), _expand_groups(C, E)  # (batch, E|1, N, L)
     h = u.new_zeros(u.shape[0], E, A.shape[1])
@@ -70,12 +60,7 @@ def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None,
         dBu = (delta[:, :, t] * u[:, :, t])[:, :, None] * Bx[:, :, :, t]
         h = dA * h + dBu
         ys.append((h * Cx[:, :, :, t]).sum(-1))                       # (batch, E)
-    y = torch.stack(ys, dim=-1) if L > 0 else u.new_zeros(u.shape)
-    if D is not None:
-        y = y + u * D.to(compute)[None, :, None]
-    if z is not None:
-        y = y * F.silu(z.to(compute))
-    y = y.to(dtype_in)
+    y = finish_output(torch.stack(ys, dim=-1) if L > 0 else u.new_zeros(u.shape), u, D, z, dtype_in)
     return (y, h) if return_last_state else y
 
 

@@ -20,6 +20,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ssamba.nn.scan_io import finish_output, prepare_inputs
+
 
 def default_chunk_size(length: int) -> int:
     """~√L, clamped to [16, 256]: balances the in-chunk and across-chunk sequential loops."""
@@ -50,12 +52,7 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None,
     input dtype; the last state is in the compute dtype.
     """
     dtype_in = u.dtype
-    compute = torch.float64 if dtype_in == torch.float64 else torch.float32
-    u, delta, A, B, C = (t.to(compute) for t in (u, delta, A, B, C))
-    if delta_bias is not None:
-        delta = delta + delta_bias.to(compute)[None, :, None]
-    if delta_softplus:
-        delta = F.softplus(delta)
+    u, delta, A, B, C = prepare_inputs(u, delta, A, B, C, delta_bias, delta_softplus)
     batch, E, L = u.shape
     N = A.shape[1]
     T = chunk_size or default_chunk_size(L)
@@ -92,10 +89,5 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None,
         h = decay[t] * h + inputs[t]
         ys.append((h * C_t[t]).sum(-1))
     y = torch.stack(ys)                                                          # (T, chunks, batch, E)
-    y = y.permute(2, 3, 1, 0).reshape(batch, E, chunks * T)[:, :, :L]
-    if D is not None:
-        y = y + u * D.to(compute)[None, :, None]
-    if z is not None:
-        y = y * F.silu(z.to(compute))
-    y = y.to(dtype_in)
+    y = finish_output(y.permute(2, 3, 1, 0).reshape(batch, E, chunks * T)[:, :, :L], u, D, z, dtype_in)
     return (y, carry) if return_last_state else y

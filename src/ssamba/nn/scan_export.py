@@ -25,6 +25,8 @@ import math
 
 import torch
 
+from ssamba.nn.scan_io import finish_output, prepare_inputs
+
 
 def default_chunk_size(length: int) -> int:
     """~sqrt(L), clamped to [8, 64]: balances the two unrolled loops (Q + K steps)."""
@@ -93,12 +95,7 @@ def selective_scan_export(u, delta, A, B, C, D=None, z=None, delta_bias=None,
     ``chunk_scan_tokens``; the exported mixer calls the core directly.
     """
     dtype_in = u.dtype
-    compute = torch.float64 if dtype_in == torch.float64 else torch.float32
-    u, delta, A, B, C = (t.to(compute) for t in (u, delta, A, B, C))
-    if delta_bias is not None:
-        delta = delta + delta_bias.to(compute)[None, :, None]
-    if delta_softplus:
-        delta = stable_softplus(delta)
+    u, delta, A, B, C = prepare_inputs(u, delta, A, B, C, delta_bias, delta_softplus, softplus=stable_softplus)
     E, L = u.shape[1], u.shape[2]
     N = A.shape[1]
     G = 1 if B.dim() == 3 else B.shape[1]
@@ -109,10 +106,5 @@ def selective_scan_export(u, delta, A, B, C, D=None, z=None, delta_bias=None,
 
     y, last = chunk_scan_tokens(tokens(delta, Eg), tokens(delta * u, Eg), A.reshape(G, Eg, N).transpose(1, 2),
                                 tokens(B, N), tokens(C, N), chunk_size)
-    y = y.reshape(-1, L, E).transpose(1, 2)
-    if D is not None:
-        y = y + u * D.to(compute)[None, :, None]
-    if z is not None:
-        y = y * (z.to(compute) * torch.sigmoid(z.to(compute)))
-    y = y.to(dtype_in)
+    y = finish_output(y.reshape(-1, L, E).transpose(1, 2), u, D, z, dtype_in, silu=lambda v: v * torch.sigmoid(v))
     return (y, last.transpose(2, 3).reshape(-1, E, N)) if return_last_state else y
