@@ -150,7 +150,7 @@ def test_int8_quantizes_projections_only(name, tmp_path):
     kept = [n for n in graph.node if n.op_type == "MatMul"]
     assert sorted(n.name.split("/", 3)[3] for n in kept) == sorted(list(float_scopes) * depth)
     assert all(dtypes.get(n.input[1], onnx.TensorProto.FLOAT) == onnx.TensorProto.FLOAT for n in kept)
-    quantized = [n for n in graph.node if n.op_type == "MatMulInteger"]
+    quantized = [n for n in graph.node if n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul")]
     assert sorted(n.name.split("/")[3] for n in quantized) == sorted(list(quant_scopes) * depth)
     assert all(dtypes[n.input[1]] == onnx.TensorProto.INT8 for n in quantized)
     assert int8.stat().st_size < 0.8 * fp32.stat().st_size

@@ -46,12 +46,14 @@ class OnnxEncoder(torch.nn.Module):
         self.config.features = self.feature_config  # Embedder reads the pipeline from the config
 
     def _session(self, ort, options):
-        """A CPU session; a graph that ``to_onnx`` optimised offline is loaded without optimising again."""
-        probe = ort.InferenceSession(str(self.path), _no_optimisation(ort), providers=["CPUExecutionProvider"])
-        if probe.get_modelmeta().custom_metadata_map.get("ssamba.optimized") == "basic":
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-            if options.intra_op_num_threads == 0 and options.enable_cpu_mem_arena:
-                return probe
+        """A CPU session, loaded once: a graph that ``to_onnx`` optimised offline (metadata
+        ``ssamba.optimized``) is not optimised again; any other graph is, at onnxruntime's default level."""
+        offline = options.graph_optimization_level
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        if session.get_modelmeta().custom_metadata_map.get("ssamba.optimized"):
+            return session
+        options.graph_optimization_level = offline
         return ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
 
     @property
@@ -81,9 +83,3 @@ class OnnxEncoder(torch.nn.Module):
     def pool(self, tokens: torch.Tensor) -> torch.Tensor:
         """The official embedding: mean of the non-CLS tokens (as the graph's ``embedding``)."""
         return tokens[:, self.num_cls_tokens:].mean(dim=1)
-
-
-def _no_optimisation(ort):
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return options
