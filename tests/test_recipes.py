@@ -18,4 +18,20 @@ def test_paper_pretraining_recipes_are_official(name):
     assert train["lr"] == pytest.approx(1e-4) and train["batch_size"] == 64
     assert list(train["betas"]) == [0.95, 0.999] and train["schedule"] == "plateau"
     assert recipe["data"]["crop_frames"] == 1024
+    # 64 clips per step in all (divided over torchrun processes)
+    assert train["global_batch"] is True
+    # LR halving and best follow the validation masked-patch accuracy with 400 masks, every 4000 steps
+    assert train["monitor"] == "acc" and train["monitor_mode"] == "max" and train["plateau_every"] == 4000
+    assert recipe["pretrain"]["valid_num_masked"] == 400 and recipe["data"]["valid_clips"] > 0
+    assert train["plateau_factor"] == 0.5 and train["plateau_patience"] == 2
+
+
+@pytest.mark.parametrize("name", PAPER_PRETRAINING + ["ssamba_tiny_cpu", "ssast_tiny_cpu"])
+def test_pretraining_recipes_build(name):
+    from ssamba.pretrain.run import DataConfig, load_run_config
+    from ssamba.pretrain.task import MaskedPatchConfig
+    from ssamba.train.config import TrainConfig
+
+    run = load_run_config(name)  # every section validates
+    TrainConfig(**run["train"]), MaskedPatchConfig(**run["pretrain"]), DataConfig(**run["data"])
 
