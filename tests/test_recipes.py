@@ -35,3 +35,20 @@ def test_pretraining_recipes_build(name):
     run = load_run_config(name)  # every section validates
     TrainConfig(**run["train"]), MaskedPatchConfig(**run["pretrain"]), DataConfig(**run["data"])
 
+
+
+def test_speechcommands_scores_the_best_validation_epoch():
+    from ssamba.downstream.finetune import load_finetune_config
+
+    for name in ("speechcommands_v1", "speechcommands_v2"):
+        finetune, train = load_finetune_config(name)
+        assert finetune.select == "best" and finetune.select_metric == "accuracy"
+        assert train.batch_size == 128 and train.global_batch and train.epochs == 30
+
+
+def test_audioset_averages_the_weights_of_epochs_12_to_40():
+    from ssamba.downstream.finetune import load_finetune_config
+
+    finetune, train = load_finetune_config("audioset_20k")
+    assert (finetune.select, finetune.wa_start, finetune.wa_end) == ("average", 12, 40)
+    assert train.epochs >= finetune.wa_end and train.batch_size == 24 and train.global_batch

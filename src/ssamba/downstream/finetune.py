@@ -31,6 +31,7 @@ from ssamba.downstream.metrics import (
     write_confusion_matrix_png,
     write_results_markdown,
 )
+from ssamba.downstream.selection import SELECTIONS, EpochSelector
 from ssamba.errors import CheckpointError, ConfigError
 from ssamba.features.augment import AugmentConfig, Augmenter
 from ssamba.train.config import TrainConfig, from_dict, to_dict
@@ -53,8 +54,10 @@ class FinetuneConfig:
     augment: an AugmentConfig preset name ("esc50", "speechcommands", "audioset", "none") or fields.
     features: FeatureConfig preset; None = the dataset's own.
     folds: test folds to run for k-fold datasets (None = all).
-    freeze_encoder: train only the head on frozen features (the paper's VoxCeleb1 / IEMOCAP setup);
-      the encoder then stays in eval mode (no drop path).
+    freeze_encoder: train only the head on frozen features (a linear-probe variant); the encoder
+      then stays in eval mode (no drop path).
+    select: which weights score the test set ("last", "best" validation epoch by `select_metric`,
+      or "average" of epochs wa_start..wa_end); see `ssamba.downstream.selection`.
     """
 
     dataset: str = "folder"
@@ -69,12 +72,18 @@ class FinetuneConfig:
     freeze_encoder: bool = False
     eval_batch_size: int = 16
     model_overrides: dict = field(default_factory=dict)
+    select: str = "last"
+    select_metric: str = "accuracy"
+    wa_start: int = 12
+    wa_end: int = 40
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ConfigError(f"finetune.loss={self.loss!r}: must be one of {', '.join(LOSSES)}")
         if self.head_lr_mult <= 0:
             raise ConfigError(f"finetune.head_lr_mult={self.head_lr_mult}: must be positive")
+        if self.select not in SELECTIONS:
+            raise ConfigError(f"finetune.select={self.select!r}: must be one of {', '.join(SELECTIONS)}")
 
     def augment_config(self) -> AugmentConfig:
         if isinstance(self.augment, str):
@@ -277,19 +286,30 @@ def finetune(
     extractor = make_extractor(preset)
     augmenter = Augmenter(config.augment_config())
     per_run: dict[str, dict] = {}
+    selected: dict[str, dict] = {}
     confusion = None
+    if config.select == "average" and train_config.epochs < config.wa_start:
+        raise ConfigError(f"finetune.wa_start={config.wa_start}: the run trains only {train_config.epochs} epochs")
     for name, train_items, valid_items, test_items in plan_runs(manifest, config.folds):
         run_dir = out_dir if name == "all" else out_dir / name
         encoder = build_encoder(config, extractor.config.target_length or 1024, init)
         task = FinetuneTask(encoder, spec.num_classes, config.loss, config.head_lr_mult, config.freeze_encoder)
         make = lambda items, aug: AudioClassificationDataset(  # noqa: E731
             items, spec.num_classes, extractor, augment=aug, noise_paths=manifest.noise_paths, seed=train_config.seed)
+        valid = make(valid_items, None) if valid_items else None
+        score = None
+        if valid is not None and config.select == "best":
+            def score(task=task, valid=valid):
+                return score_run(task, valid, spec, config.eval_batch_size)[0]
+        selector = EpochSelector(task, config.select, score, config.select_metric, config.wa_start, config.wa_end,
+                                 log_dir=run_dir)
         trainer = Trainer(
-            task, make(train_items, augmenter), train_config, run_dir,
-            eval_data=make(valid_items, None) if valid_items else None,
+            task, make(train_items, augmenter), train_config, run_dir, eval_data=valid,
             run_config={"finetune": to_dict(config), "dataset": spec.name, "init": str(init) if init else None},
+            on_epoch_end=selector,
         )
         summary = trainer.fit()
+        selected[name] = selector.apply()
         metrics, scores, targets = score_run(task, make(test_items, None), spec, config.eval_batch_size)
         metrics["train_loss_last"] = float(summary["metrics"].get("loss", float("nan")))
         per_run[name] = metrics
@@ -299,7 +319,7 @@ def finetune(
             confusion = m if confusion is None else confusion + m
         log.info("%s %s: %s", spec.name, name, {k: round(v, 4) for k, v in metrics.items()})
     extra = {"init": str(init) if init else None, "finetune": to_dict(config),
-             "skipped_entries": len(manifest.skipped)}
+             "skipped_entries": len(manifest.skipped), "selected": selected}
     return write_report(out_dir, spec, per_run, confusion, extra)
 
 

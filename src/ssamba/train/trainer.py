@@ -84,13 +84,17 @@ class Trainer:
     ``train_data``: a map-style dataset whose ``__getitem__`` takes ``(index, item_seed)`` pairs
     (see ``EpochSampler``), or an ``IterableDataset`` with ``set_epoch(epoch)`` that shards itself
     across ranks/workers. ``run_config``: extra sections (model, task, data) stored in every
-    checkpoint's config.json next to the train config.
+    checkpoint's config.json next to the train config. ``on_epoch_end(epoch)``: called on every rank
+    after each complete pass over map-style data (``epoch`` counts from 1), e.g. to score a
+    validation split and keep the best epoch's weights.
     """
 
     def __init__(self, task: nn.Module, train_data: Dataset, config: TrainConfig, out_dir: str | Path, *,
                  eval_data: Dataset | None = None, collate_fn: Callable | None = None,
-                 run_config: dict[str, Any] | None = None) -> None:
+                 run_config: dict[str, Any] | None = None,
+                 on_epoch_end: Callable[[int], None] | None = None) -> None:
         self.task, self.train_data, self.eval_data = task, train_data, eval_data
+        self.on_epoch_end = on_epoch_end
         self.config, self.out_dir = config, Path(out_dir)
         self.collate_fn = collate_fn or default_collate
         self.run_config = dict(run_config or {})
@@ -285,10 +289,14 @@ class Trainer:
                     if out_of_time:
                         log.info("stopping at step %d: train.max_minutes=%s reached", self.step, c.max_minutes)
                         break
-                else:
+                else:  # step budget reached: at an epoch's end when its batches are used up
+                    per_epoch = self._steps_per_epoch()
+                    if per_epoch and self.batch_in_epoch >= per_epoch * c.grad_accum:
+                        self._epoch_end(self.epoch + 1)
                     break
                 if out_of_time:  # stopped inside the epoch: keep its position for a resume
                     break
+                self._epoch_end(self.epoch + 1)
                 self.epoch += 1
                 self.batch_in_epoch = 0
             self._save(best=not self.has_best)
@@ -300,6 +308,11 @@ class Trainer:
         if info.is_main:
             plot_metrics(self.out_dir / METRICS_FILE, self.out_dir / "loss_curve.png")
         return {"steps": self.step, "epochs": self.epoch, "metrics": last, "run_dir": str(self.out_dir)}
+
+    def _epoch_end(self, epoch: int) -> None:
+        if self.on_epoch_end is not None and not isinstance(self.train_data, IterableDataset):
+            self.on_epoch_end(epoch)
+            self.task.train()
 
     def _train_step(self, model: nn.Module, micro: list) -> dict[str, float]:
         """Forward/backward over the micro-batches, check the loss, clip, and take one optimizer step."""
