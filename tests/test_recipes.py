@@ -52,3 +52,19 @@ def test_audioset_averages_the_weights_of_epochs_12_to_40():
     finetune, train = load_finetune_config("audioset_20k")
     assert (finetune.select, finetune.wa_start, finetune.wa_end) == ("average", 12, 40)
     assert train.epochs >= finetune.wa_end and train.batch_size == 24 and train.global_batch
+
+
+@pytest.mark.parametrize("name", ["voxceleb1", "iemocap"])
+def test_s3prl_tasks_follow_the_official_setup(name):
+    """run_sid.sh / run_er.sh: s3prl -f (encoder fine-tuned), -s hidden_states (weighted sum of all
+    layers), stride 10; the frozen last-layer probe is a separately named recipe."""
+    from ssamba.downstream.finetune import load_finetune_config
+
+    finetune, train = load_finetune_config(name)
+    assert finetune.freeze_encoder is False and finetune.layers == "weighted_sum"
+    assert (finetune.fstride, finetune.tstride) == (10, 10)
+    assert train.lr == pytest.approx(1e-4) and train.grad_clip == 1.0
+    assert finetune.select == ("best" if name == "voxceleb1" else "last")  # VoxCeleb1 has a validation split
+    frozen, _ = load_finetune_config(f"{name}_frozen")
+    assert frozen.freeze_encoder is True and frozen.layers == "last"
+    assert (frozen.fstride, frozen.tstride) == (16, 16) and frozen.dataset == finetune.dataset

@@ -1,6 +1,6 @@
-"""Fine-tuning recipe: encoder (from a checkpoint or a named size) + head (mean of non-CLS tokens ->
-LayerNorm -> Linear), trained on the shared Trainer, then scored on the test split or on each
-cross-validation fold.
+"""Fine-tuning recipe: encoder (from a checkpoint or a named size) + head (mean of non-CLS tokens of the
+last layer, or a learned weighted sum of every layer's, -> LayerNorm -> Linear), trained on the
+shared Trainer, then scored on the test split or on each cross-validation fold.
 
 Outputs of `finetune(...)` under `out_dir` (per fold under `out_dir/fold<k>/` for k-fold data):
 `model/` (encoder `config.json` + `model.safetensors`, `head.safetensors`, `task.json`),
@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from ssamba.data.classification import AudioClassificationDataset
 from ssamba.data.datasets import read_dataset
 from ssamba.data.manifests import AudioItem, DatasetSpec, Manifest
+from ssamba.downstream.layer_sum import LAYER_CHOICES, WeightedLayerSum, layer_embeddings
 from ssamba.downstream.metrics import (
     aggregate_folds,
     classification_metrics,
@@ -56,6 +57,8 @@ class FinetuneConfig:
     folds: test folds to run for k-fold datasets (None = all).
     freeze_encoder: train only the head on frozen features (a linear-probe variant); the encoder
       then stays in eval mode (no drop path).
+    layers: "last" (the final layer's tokens) or "weighted_sum" (learned softmax weights over every
+      layer's output, s3prl's `-s hidden_states`; the weights train with the head).
     select: which weights score the test set ("last", "best" validation epoch by `select_metric`,
       or "average" of epochs wa_start..wa_end); see `ssamba.downstream.selection`.
     """
@@ -70,6 +73,7 @@ class FinetuneConfig:
     features: str | None = None
     folds: list[int] | None = None
     freeze_encoder: bool = False
+    layers: str = "last"
     eval_batch_size: int = 16
     model_overrides: dict = field(default_factory=dict)
     select: str = "last"
@@ -82,6 +86,8 @@ class FinetuneConfig:
             raise ConfigError(f"finetune.loss={self.loss!r}: must be one of {', '.join(LOSSES)}")
         if self.head_lr_mult <= 0:
             raise ConfigError(f"finetune.head_lr_mult={self.head_lr_mult}: must be positive")
+        if self.layers not in LAYER_CHOICES:
+            raise ConfigError(f"finetune.layers={self.layers!r}: must be one of {', '.join(LAYER_CHOICES)}")
         if self.select not in SELECTIONS:
             raise ConfigError(f"finetune.select={self.select!r}: must be one of {', '.join(SELECTIONS)}")
 
@@ -92,14 +98,18 @@ class FinetuneConfig:
 
 
 class ClassificationHead(nn.Module):
-    """LayerNorm -> Linear on the pooled (mean of non-CLS tokens) embedding."""
+    """LayerNorm -> Linear on the pooled (mean of non-CLS tokens) embedding; with ``num_layers``, the
+    embedding is first the learned weighted sum of the per-layer embeddings (a list)."""
 
-    def __init__(self, dim: int, num_classes: int) -> None:
+    def __init__(self, dim: int, num_classes: int, num_layers: int | None = None) -> None:
         super().__init__()
+        self.layer_sum = WeightedLayerSum(num_layers) if num_layers else None
         self.norm = nn.LayerNorm(dim)
         self.linear = nn.Linear(dim, num_classes)
 
-    def forward(self, embedding: torch.Tensor) -> torch.Tensor:
+    def forward(self, embedding: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+        if self.layer_sum is not None:
+            embedding = self.layer_sum(embedding)
         return self.linear(self.norm(embedding))
 
 
@@ -107,10 +117,14 @@ class FinetuneTask(nn.Module):
     """Trainer task: batch (features (B, T, F), targets (B, C)) -> {"loss", "accuracy"}."""
 
     def __init__(self, encoder: nn.Module, num_classes: int, loss: str = "ce", head_lr_mult: float = 1.0,
-                 freeze_encoder: bool = False) -> None:
+                 freeze_encoder: bool = False, layers: str = "last") -> None:
         super().__init__()
+        if layers not in LAYER_CHOICES:
+            raise ConfigError(f"finetune.layers={layers!r}: must be one of {', '.join(LAYER_CHOICES)}")
         self.encoder = encoder
-        self.head = ClassificationHead(encoder.embed_dim, num_classes)
+        self.layers = layers
+        self.head = ClassificationHead(encoder.embed_dim, num_classes,
+                                       encoder.num_layers if layers == "weighted_sum" else None)
         self.loss_name = loss
         self.head_lr_mult = head_lr_mult
         self.freeze_encoder = freeze_encoder
@@ -126,6 +140,8 @@ class FinetuneTask(nn.Module):
         return self
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
+        if self.layers == "weighted_sum":
+            return self.head(layer_embeddings(self.encoder, features))
         return self.head(self.encoder(features))
 
     def scores(self, logits: torch.Tensor) -> torch.Tensor:
@@ -189,7 +205,7 @@ def save_finetuned(task: FinetuneTask, directory: Path, spec: DatasetSpec, confi
     task.encoder.save_pretrained(directory)
     save_file({k: v.detach().cpu().contiguous() for k, v in task.head.state_dict().items()}, str(directory / "head.safetensors"))
     meta = {"dataset": spec.name, "class_names": spec.class_names, "multi_label": spec.multi_label,
-            "feature_preset": config.features or spec.feature_preset, "loss": config.loss}
+            "feature_preset": config.features or spec.feature_preset, "loss": config.loss, "layers": config.layers}
     (directory / "task.json").write_text(json.dumps(meta, indent=2))
     return directory
 
@@ -203,7 +219,7 @@ def load_finetuned(directory: str | Path) -> tuple[FinetuneTask, dict]:
     if not meta_path.is_file() or not (directory / "head.safetensors").is_file():
         raise CheckpointError(f"{directory}: not a fine-tuned model directory (needs task.json and head.safetensors)")
     meta = json.loads(meta_path.read_text())
-    task = FinetuneTask(load(directory), len(meta["class_names"]), meta["loss"])
+    task = FinetuneTask(load(directory), len(meta["class_names"]), meta["loss"], layers=meta.get("layers", "last"))
     task.head.load_state_dict(load_file(str(directory / "head.safetensors")))
     return task.eval(), meta
 
@@ -293,7 +309,8 @@ def finetune(
     for name, train_items, valid_items, test_items in plan_runs(manifest, config.folds):
         run_dir = out_dir if name == "all" else out_dir / name
         encoder = build_encoder(config, extractor.config.target_length or 1024, init)
-        task = FinetuneTask(encoder, spec.num_classes, config.loss, config.head_lr_mult, config.freeze_encoder)
+        task = FinetuneTask(encoder, spec.num_classes, config.loss, config.head_lr_mult, config.freeze_encoder,
+                            config.layers)
         make = lambda items, aug: AudioClassificationDataset(  # noqa: E731
             items, spec.num_classes, extractor, augment=aug, noise_paths=manifest.noise_paths, seed=train_config.seed)
         valid = make(valid_items, None) if valid_items else None
