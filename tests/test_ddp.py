@@ -1,4 +1,5 @@
-"""torchrun --nproc_per_node=2 (gloo, CPU): ranks stay in sync and the checkpoint loads in one process."""
+"""torchrun --nproc_per_node=2 (gloo, CPU): ranks stay in sync, a global batch is split over the ranks, and the
+checkpoint loads in one process."""
 
 import os
 import subprocess
@@ -49,7 +50,8 @@ def test_torchrun_two_processes_gloo(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517", str(script),
            str(REPO / "configs/pretrain/ssamba_tiny_cpu.yaml"), str(out), str(data),
-           "model.overrides.depth=2", "model.overrides.embed_dim=32", "data.crop_frames=128", "train.batch_size=2",
+           "model.overrides.depth=2", "model.overrides.embed_dim=32", "data.crop_frames=128", "train.batch_size=4",
+           "train.global_batch=true",
            "train.max_steps=4", "train.checkpoint_every=2", "train.num_workers=0", "train.num_threads=1",
            "train.progress=false", "train.device=cpu"]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
@@ -59,6 +61,8 @@ def test_torchrun_two_processes_gloo(tmp_path):
     assert int(world) == 2 and float(diff) == 0.0 and float(norm) > 0
     rows = read_metrics(out / "metrics.csv")  # rank 0 alone logs: one row per step
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    # global batch 4 = 2 clips per rank: 16 clips make 4 steps per epoch (4 per rank would make 2)
+    assert [r["epoch"] for r in rows] == [0, 0, 0, 0]
     assert all(r["clips_per_s"] > 0 for r in rows)
     task = load_pretrained_task(out)  # the DDP checkpoint loads in a single process
     saved = torch.cat([p.detach().flatten() for p in task.parameters()])

@@ -18,4 +18,53 @@ def test_paper_pretraining_recipes_are_official(name):
     assert train["lr"] == pytest.approx(1e-4) and train["batch_size"] == 64
     assert list(train["betas"]) == [0.95, 0.999] and train["schedule"] == "plateau"
     assert recipe["data"]["crop_frames"] == 1024
+    # 64 clips per step in all (divided over torchrun processes)
+    assert train["global_batch"] is True
+    # LR halving and best follow the validation masked-patch accuracy with 400 masks, every 4000 steps
+    assert train["monitor"] == "acc" and train["monitor_mode"] == "max" and train["plateau_every"] == 4000
+    assert recipe["pretrain"]["valid_num_masked"] == 400 and recipe["data"]["valid_clips"] > 0
+    assert train["plateau_factor"] == 0.5 and train["plateau_patience"] == 2
 
+
+@pytest.mark.parametrize("name", PAPER_PRETRAINING + ["ssamba_tiny_cpu", "ssast_tiny_cpu"])
+def test_pretraining_recipes_build(name):
+    from ssamba.pretrain.run import DataConfig, load_run_config
+    from ssamba.pretrain.task import MaskedPatchConfig
+    from ssamba.train.config import TrainConfig
+
+    run = load_run_config(name)  # every section validates
+    TrainConfig(**run["train"]), MaskedPatchConfig(**run["pretrain"]), DataConfig(**run["data"])
+
+
+
+def test_speechcommands_scores_the_best_validation_epoch():
+    from ssamba.downstream.finetune import load_finetune_config
+
+    for name in ("speechcommands_v1", "speechcommands_v2"):
+        finetune, train = load_finetune_config(name)
+        assert finetune.select == "best" and finetune.select_metric == "accuracy"
+        assert train.batch_size == 128 and train.global_batch and train.epochs == 30
+
+
+def test_audioset_averages_the_weights_of_epochs_12_to_40():
+    from ssamba.downstream.finetune import load_finetune_config
+
+    finetune, train = load_finetune_config("audioset_20k")
+    assert (finetune.select, finetune.wa_start, finetune.wa_end) == ("average", 12, 40)
+    assert train.epochs >= finetune.wa_end and train.batch_size == 24 and train.global_batch
+
+
+@pytest.mark.parametrize("name", ["voxceleb1", "iemocap"])
+def test_s3prl_tasks_follow_the_official_setup(name):
+    """run_sid.sh / run_er.sh: s3prl -f (encoder fine-tuned), -s hidden_states (weighted sum of all
+    layers), stride 10; the frozen last-layer probe is a separately named recipe."""
+    from ssamba.downstream.finetune import load_finetune_config
+
+    finetune, train = load_finetune_config(name)
+    assert finetune.freeze_encoder is False and finetune.layers == "weighted_sum"
+    assert (finetune.fstride, finetune.tstride) == (10, 10)
+    assert train.lr == pytest.approx(1e-4) and train.grad_clip == 1.0
+    assert finetune.select == ("best" if name == "voxceleb1" else "last")  # VoxCeleb1 has a validation split
+    frozen, _ = load_finetune_config(f"{name}_frozen")
+    assert frozen.freeze_encoder is True and frozen.layers == "last"
+    assert (frozen.fstride, frozen.tstride) == (16, 16) and frozen.dataset == finetune.dataset

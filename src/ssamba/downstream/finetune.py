@@ -1,6 +1,6 @@
-"""Fine-tuning recipe: encoder (from a checkpoint or a named size) + head (mean of non-CLS tokens ->
-LayerNorm -> Linear), trained on the shared Trainer, then scored on the test split or on each
-cross-validation fold.
+"""Fine-tuning recipe: encoder (from a checkpoint or a named size) + head (mean of non-CLS tokens of the
+last layer, or a learned weighted sum of every layer's, -> LayerNorm -> Linear), trained on the
+shared Trainer, then scored on the test split or on each cross-validation fold.
 
 Outputs of `finetune(...)` under `out_dir` (per fold under `out_dir/fold<k>/` for k-fold data):
 `model/` (encoder `config.json` + `model.safetensors`, `head.safetensors`, `task.json`),
@@ -25,8 +25,10 @@ from ssamba.checkpoints.format import atomic_write, atomic_write_text
 from ssamba.data.classification import AudioClassificationDataset
 from ssamba.data.datasets import read_dataset
 from ssamba.data.manifests import DatasetSpec, Manifest
+from ssamba.downstream.layer_sum import LAYER_CHOICES, WeightedLayerSum, layer_embeddings
 from ssamba.downstream.metrics import classification_metrics
 from ssamba.downstream.runs import RunResults, plan_runs
+from ssamba.downstream.selection import SELECTIONS, EpochSelector
 from ssamba.errors import CheckpointError, ConfigError
 from ssamba.features.augment import AugmentConfig, Augmenter
 from ssamba.train.config import TrainConfig, from_dict, to_dict
@@ -49,8 +51,12 @@ class FinetuneConfig:
     augment: an AugmentConfig preset name ("esc50", "speechcommands", "audioset", "none") or fields.
     features: FeatureConfig preset; None = the dataset's own.
     folds: test folds to run for k-fold datasets (None = all).
-    freeze_encoder: train only the head on frozen features (the paper's VoxCeleb1 / IEMOCAP setup);
-      the encoder then stays in eval mode (no drop path).
+    freeze_encoder: train only the head on frozen features (a linear-probe variant); the encoder
+      then stays in eval mode (no drop path).
+    layers: "last" (the final layer's tokens) or "weighted_sum" (learned softmax weights over every
+      layer's output, s3prl's `-s hidden_states`; the weights train with the head).
+    select: which weights score the test set ("last", "best" validation epoch by `select_metric`,
+      or "average" of epochs wa_start..wa_end); see `ssamba.downstream.selection`.
     """
 
     dataset: str = "folder"
@@ -63,14 +69,23 @@ class FinetuneConfig:
     features: str | None = None
     folds: list[int] | None = None
     freeze_encoder: bool = False
+    layers: str = "last"
     eval_batch_size: int = 16
     model_overrides: dict = field(default_factory=dict)
+    select: str = "last"
+    select_metric: str = "accuracy"
+    wa_start: int = 12
+    wa_end: int = 40
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ConfigError(f"finetune.loss={self.loss!r}: must be one of {', '.join(LOSSES)}")
         if self.head_lr_mult <= 0:
             raise ConfigError(f"finetune.head_lr_mult={self.head_lr_mult}: must be positive")
+        if self.layers not in LAYER_CHOICES:
+            raise ConfigError(f"finetune.layers={self.layers!r}: must be one of {', '.join(LAYER_CHOICES)}")
+        if self.select not in SELECTIONS:
+            raise ConfigError(f"finetune.select={self.select!r}: must be one of {', '.join(SELECTIONS)}")
 
     def augment_config(self) -> AugmentConfig:
         if isinstance(self.augment, str):
@@ -79,14 +94,18 @@ class FinetuneConfig:
 
 
 class ClassificationHead(nn.Module):
-    """LayerNorm -> Linear on the pooled (mean of non-CLS tokens) embedding."""
+    """LayerNorm -> Linear on the pooled (mean of non-CLS tokens) embedding; with ``num_layers``, the
+    embedding is first the learned weighted sum of the per-layer embeddings (a list)."""
 
-    def __init__(self, dim: int, num_classes: int) -> None:
+    def __init__(self, dim: int, num_classes: int, num_layers: int | None = None) -> None:
         super().__init__()
+        self.layer_sum = WeightedLayerSum(num_layers) if num_layers else None
         self.norm = nn.LayerNorm(dim)
         self.linear = nn.Linear(dim, num_classes)
 
-    def forward(self, embedding: torch.Tensor) -> torch.Tensor:
+    def forward(self, embedding: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+        if self.layer_sum is not None:
+            embedding = self.layer_sum(embedding)
         return self.linear(self.norm(embedding))
 
 
@@ -94,10 +113,14 @@ class FinetuneTask(nn.Module):
     """Trainer task: batch (features (B, T, F), targets (B, C)) -> {"loss", "accuracy"}."""
 
     def __init__(self, encoder: nn.Module, num_classes: int, loss: str = "ce", head_lr_mult: float = 1.0,
-                 freeze_encoder: bool = False) -> None:
+                 freeze_encoder: bool = False, layers: str = "last") -> None:
         super().__init__()
+        if layers not in LAYER_CHOICES:
+            raise ConfigError(f"finetune.layers={layers!r}: must be one of {', '.join(LAYER_CHOICES)}")
         self.encoder = encoder
-        self.head = ClassificationHead(encoder.embed_dim, num_classes)
+        self.layers = layers
+        self.head = ClassificationHead(encoder.embed_dim, num_classes,
+                                       encoder.num_layers if layers == "weighted_sum" else None)
         self.loss_name = loss
         self.head_lr_mult = head_lr_mult
         self.freeze_encoder = freeze_encoder
@@ -113,6 +136,8 @@ class FinetuneTask(nn.Module):
         return self
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
+        if self.layers == "weighted_sum":
+            return self.head(layer_embeddings(self.encoder, features))
         return self.head(self.encoder(features))
 
     def scores(self, logits: torch.Tensor) -> torch.Tensor:
@@ -177,7 +202,7 @@ def save_finetuned(task: FinetuneTask, directory: Path, spec: DatasetSpec, confi
     head = {k: v.detach().cpu().contiguous() for k, v in task.head.state_dict().items()}
     atomic_write(directory / "head.safetensors", lambda tmp: save_file(head, tmp))
     meta = {"dataset": spec.name, "class_names": spec.class_names, "multi_label": spec.multi_label,
-            "feature_preset": config.features or spec.feature_preset, "loss": config.loss}
+            "feature_preset": config.features or spec.feature_preset, "loss": config.loss, "layers": config.layers}
     atomic_write_text(directory / "task.json", json.dumps(meta, indent=2))
     return directory
 
@@ -191,7 +216,7 @@ def load_finetuned(directory: str | Path) -> tuple[FinetuneTask, dict]:
     if not meta_path.is_file() or not (directory / "head.safetensors").is_file():
         raise CheckpointError(f"{directory}: not a fine-tuned model directory (needs task.json and head.safetensors)")
     meta = json.loads(meta_path.read_text())
-    task = FinetuneTask(load(directory), len(meta["class_names"]), meta["loss"])
+    task = FinetuneTask(load(directory), len(meta["class_names"]), meta["loss"], layers=meta.get("layers", "last"))
     task.head.load_state_dict(load_file(str(directory / "head.safetensors")))
     return task.eval(), meta
 
@@ -239,25 +264,37 @@ def finetune(
     extractor = make_extractor(preset)
     augmenter = Augmenter(config.augment_config())
     results = RunResults(spec)
+    selected: dict[str, dict] = {}
+    if config.select == "average" and train_config.epochs < config.wa_start:
+        raise ConfigError(f"finetune.wa_start={config.wa_start}: the run trains only {train_config.epochs} epochs")
     for name, train_items, valid_items, test_items in plan_runs(manifest, config.folds):
         run_dir = out_dir if name == "all" else out_dir / name
         encoder = build_encoder(config, extractor.config.target_length or 1024, init)
-        task = FinetuneTask(encoder, spec.num_classes, config.loss, config.head_lr_mult, config.freeze_encoder)
+        task = FinetuneTask(encoder, spec.num_classes, config.loss, config.head_lr_mult, config.freeze_encoder,
+                            config.layers)
         make = lambda items, aug: AudioClassificationDataset(  # noqa: E731
             items, spec.num_classes, extractor, augment=aug, noise_paths=manifest.noise_paths, seed=train_config.seed)
+        valid = make(valid_items, None) if valid_items else None
+        score = None
+        if valid is not None and config.select == "best":
+            def score(task=task, valid=valid):
+                return score_run(task, valid, spec, config.eval_batch_size)[0]
+        selector = EpochSelector(task, config.select, score, config.select_metric, config.wa_start, config.wa_end,
+                                 log_dir=run_dir)
         trainer = Trainer(
-            task, make(train_items, augmenter), train_config, run_dir,
-            eval_data=make(valid_items, None) if valid_items else None,
+            task, make(train_items, augmenter), train_config, run_dir, eval_data=valid,
             run_config={"finetune": to_dict(config), "dataset": spec.name, "init": str(init) if init else None},
+            on_epoch_end=selector,
         )
         summary = trainer.fit()
+        selected[name] = selector.apply()
         metrics, scores, targets = score_run(task, make(test_items, None), spec, config.eval_batch_size)
         metrics["train_loss_last"] = float(summary["metrics"].get("loss", float("nan")))
         results.add(name, metrics, scores, targets)
         save_finetuned(task, run_dir / "model", spec, config)
         log.info("%s %s: %s", spec.name, name, {k: round(v, 4) for k, v in metrics.items()})
     extra = {"init": str(init) if init else None, "finetune": to_dict(config),
-             "skipped_entries": len(manifest.skipped)}
+             "skipped_entries": len(manifest.skipped), "selected": selected}
     return results.write(out_dir, extra)
 
 

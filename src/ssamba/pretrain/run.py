@@ -3,11 +3,13 @@
 A run config has four sections (see ``configs/pretrain/*.yaml``)::
 
     model:    {name: ssamba_tiny, overrides: {drop_path_rate: 0.1}}   # ssamba.create_model arguments
-    pretrain: MaskedPatchConfig fields (masking, num_masked, mask_ratio, objective, mse_weight, two_pass)
-    data:     DataConfig fields (crop_frames, features, format)
+    pretrain: MaskedPatchConfig fields (masking, num_masked, mask_ratio, objective, mse_weight, two_pass,
+              valid_num_masked)
+    data:     DataConfig fields (crop_frames, features, format, valid, valid_clips)
     train:    TrainConfig fields (lr, batch_size, max_steps, ...)
 
-The run directory gets ``metrics.csv``, ``loss_curve.png`` and ``checkpoints/{last,best,step-N}``.
+The run directory gets ``metrics.csv``, ``loss_curve.png``, ``checkpoints/{last,best,step-N}`` and, with a
+validation split, ``eval.csv`` (its metrics at every plateau check).
 """
 
 from __future__ import annotations
@@ -34,12 +36,23 @@ SECTIONS = ("model", "pretrain", "data", "train")
 @dataclass
 class DataConfig:
     """How audio becomes training examples: crop length in frames (1024 = 10.24 s), feature preset,
-    and the source format ("auto": a folder of ``*.tar`` is read as WebDataset shards)."""
+    and the source format ("auto": a folder of ``*.tar`` is read as WebDataset shards).
+
+    Validation (drives LR halving and ``best`` through ``train.monitor``): ``valid`` is a folder or
+    manifest of its own, or ``valid_clips`` clips are held out of a folder/manifest source (a seeded
+    choice, the same on resume); neither = no validation (the training loss is monitored).
+    """
 
     crop_frames: int = 1024
     features: str = "pretrain"
     format: str = "auto"
     source: str | None = None
+    valid: str | None = None
+    valid_clips: int = 0
+
+    def __post_init__(self) -> None:
+        if self.valid_clips < 0:
+            raise ConfigError(f"data.valid_clips={self.valid_clips}: must be 0 or more")
 
 
 def load_run_config(config: dict | str | Path | None, overrides: list[str] | None = None) -> dict[str, Any]:
@@ -101,6 +114,31 @@ def build_dataset(data: str | Path, config: DataConfig, seed: int):
     raise ConfigError(f"data.format={fmt!r}: must be auto, folder or shards")
 
 
+def build_datasets(data: str | Path, config: DataConfig, seed: int):
+    """(training data, validation data or None): ``build_dataset`` plus the validation split that
+    ``config.valid`` / ``config.valid_clips`` ask for (validation crops are fixed by the Trainer)."""
+    from ssamba.data.audio_folder import AudioCropDataset, list_audio
+
+    if config.valid and config.valid_clips:
+        raise ConfigError("data.valid and data.valid_clips: give one (a validation folder, or clips to hold out)")
+    if config.valid:
+        return build_dataset(data, config, seed), AudioCropDataset(config.valid, config.crop_frames, config.features)
+    train = build_dataset(data, config, seed)
+    if not config.valid_clips:
+        return train, None
+    if not isinstance(train, AudioCropDataset):
+        raise ConfigError(f"data.valid_clips={config.valid_clips}: {data} is streamed (shards); "
+                          "give data.valid=FOLDER or set data.valid_clips=0")
+    files = list_audio(data)
+    if config.valid_clips >= len(files):
+        raise ConfigError(f"data.valid_clips={config.valid_clips}: {data} has only {len(files)} clips")
+    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(seed)).tolist()
+    held = set(order[:config.valid_clips])
+    pick = lambda keep: [f for i, f in enumerate(files) if (i in held) == keep]  # noqa: E731
+    return (AudioCropDataset(pick(False), config.crop_frames, config.features),
+            AudioCropDataset(pick(True), config.crop_frames, config.features))
+
+
 def build_task(config: dict[str, Any], encoder: torch.nn.Module | None = None) -> MaskedPatchPretraining:
     """The encoder (``ssamba.create_model(model.name, **model.overrides)``) wrapped in the pretraining task."""
     from ssamba.models import create_model
@@ -134,15 +172,17 @@ def run_pretraining(config: dict | str | Path | None, data: str | Path | None, o
     if data is None:
         raise ConfigError("data: no audio folder, manifest or shard folder given")
     run["data"]["source"] = str(Path(data).resolve())
+    if run["data"]["valid"]:
+        run["data"]["valid"] = str(Path(run["data"]["valid"]).resolve())
     if saved is not None:
         changed = config_changes(saved, run)
         if changed:
             raise ConfigError(f"{out_dir}: resuming with a different config ({', '.join(changed)}); "
                               "only how long and how it runs may change (e.g. train.max_steps)")
     train = TrainConfig(**run["train"])
-    dataset = build_dataset(data, DataConfig(**run["data"]), train.seed)
+    dataset, valid = build_datasets(data, DataConfig(**run["data"]), train.seed)
     task = build_task(run, encoder)
-    trainer = Trainer(task, dataset, train, out_dir, run_config=run)
+    trainer = Trainer(task, dataset, train, out_dir, eval_data=valid, run_config=run)
     return trainer.fit(resume=resume)
 
 

@@ -27,6 +27,8 @@ class MaskedPatchConfig:
     ``num_masked``: masked patches per clip (paper: 250/300/400 of 512); when None,
     ``mask_ratio`` of the clip's patches. ``two_pass``: the official joint form (two encoder passes
     with independent masks, one per objective); False runs one pass and both heads on one mask.
+    ``valid_num_masked``: masked patches per clip in eval mode (the official validation always masks
+    400, whatever the training count); None = as in training.
     """
 
     masking: str = "cluster"
@@ -35,6 +37,7 @@ class MaskedPatchConfig:
     objective: str = "joint"
     mse_weight: float = 10.0
     two_pass: bool = True
+    valid_num_masked: int | None = None
 
     def __post_init__(self) -> None:
         check_choice("pretrain.masking", self.masking, MASKING_MODES)
@@ -67,7 +70,10 @@ class MaskedPatchPretraining(nn.Module):
     def _encode_masked(self, fbank: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One masked encoder pass: returns (tokens of the masked patches (B, M, D), their raw patches (B, M, K))."""
         grid = self.encoder.patch_grid(fbank.shape[1])
-        count = num_masked_for(grid, self.config.num_masked, self.config.mask_ratio)
+        num_masked = self.config.num_masked
+        if not self.training and self.config.valid_num_masked is not None:
+            num_masked = self.config.valid_num_masked
+        count = num_masked_for(grid, num_masked, self.config.mask_ratio)
         indices, mask = batch_masks(fbank.shape[0], grid, count, self.config.masking, self.mask_generator)
         indices, mask = indices.to(fbank.device), mask.to(fbank.device)
         tokens = self.encoder.forward_features(fbank, mask=mask, mask_embed=self.mask_embed)

@@ -30,6 +30,12 @@ class TrainConfig:
     else the mean training loss of the window). ``max_steps`` (optimizer steps) bounds the run
     as well as ``epochs``; whichever comes first ends it. ``max_minutes`` (wall clock of one
     ``fit`` call) bounds it too: a time budget that means the same on a fast or a busy machine.
+    ``batch_size``: clips per process and micro-batch; with ``global_batch`` it is the clips per
+    micro-batch summed over all processes (divided by the world size under torchrun, which must
+    divide it), as the paper's 64 clips per step on several GPUs.
+    ``monitor`` / ``monitor_mode``: the eval metric (a key of the task's outputs) that drives
+    plateau halving and the ``best`` checkpoint when there is eval data, and whether lower
+    (``min``) or higher (``max``) is better; without eval data the mean training loss is used.
     """
 
     seed: int = 0
@@ -37,6 +43,7 @@ class TrainConfig:
     max_steps: int | None = None
     max_minutes: float | None = None
     batch_size: int = 64
+    global_batch: bool = False
     lr: float = 1e-4
     weight_decay: float = 5e-8
     betas: tuple[float, float] = (0.95, 0.999)
@@ -46,6 +53,8 @@ class TrainConfig:
     plateau_patience: int = 2
     plateau_factor: float = 0.5
     min_lr: float = 0.0
+    monitor: str = "loss"
+    monitor_mode: str = "min"
     grad_clip: float | None = None
     grad_accum: int = 1
     precision: str = "fp32"
@@ -62,6 +71,7 @@ class TrainConfig:
         self.betas = tuple(float(b) for b in self.betas)  # YAML gives lists
         check_choice("train.schedule", self.schedule, SCHEDULES)
         check_choice("train.precision", self.precision, PRECISIONS)
+        check_choice("train.monitor_mode", self.monitor_mode, ("min", "max"))
         for name in ("batch_size", "grad_accum", "checkpoint_every", "log_every", "plateau_every"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"train.{name}={getattr(self, name)}: must be a positive integer")

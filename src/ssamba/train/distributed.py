@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 
 from ssamba.data.seeding import item_seed
-from ssamba.errors import DataError
+from ssamba.errors import ConfigError, DataError
 
 
 @dataclass
@@ -68,6 +68,17 @@ def init_distributed(device_preference: str = "auto") -> DistInfo:
         created = True
     return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank,
                     device=device, initialized_here=created)
+
+
+def per_process_batch(batch_size: int, world_size: int, global_batch: bool) -> int:
+    """Clips per process and micro-batch: ``batch_size`` itself, or (``global_batch``) its share of
+    a batch summed over ``world_size`` processes; a global batch that does not divide raises."""
+    if not global_batch:
+        return batch_size
+    if batch_size % world_size:
+        raise ConfigError(f"train.batch_size={batch_size}: a global batch (train.global_batch=true) must divide "
+                          f"by the {world_size} processes (use a multiple of {world_size})")
+    return batch_size // world_size
 
 
 def shutdown(info: DistInfo) -> None:

@@ -37,49 +37,15 @@ from ssamba.train.distributed import (
     all_reduce_mean,
     gather_objects,
     init_distributed,
+    per_process_batch,
     shutdown,
 )
 from ssamba.train.metrics_log import EVAL_FILE, METRICS_FILE, MetricsLog, append_csv, plot_metrics
+from ssamba.train.schedule import LRSchedule
 
 log = logging.getLogger(__name__)
 
-class LRSchedule:
-    """Learning rate per optimizer step: linear warm-up, then plateau halving or cosine decay."""
-
-    def __init__(self, config: TrainConfig, total_steps: int) -> None:
-        self.config, self.total_steps = config, max(1, total_steps)
-        self.scale = 1.0          # plateau multiplier
-        self.best = math.inf      # best monitored value seen at a plateau check
-        self.bad_checks = 0
-
-    def lr(self, step: int) -> float:
-        """LR for the optimizer step that follows ``step`` completed steps."""
-        c = self.config
-        warm = min(1.0, (step + 1) / c.warmup_steps) if c.warmup_steps > 0 else 1.0
-        if c.schedule == "cosine" and step >= c.warmup_steps:
-            span = max(1, self.total_steps - c.warmup_steps)
-            progress = min(1.0, (step - c.warmup_steps) / span)
-            return c.min_lr + (c.lr - c.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
-        return max(c.min_lr, c.lr * warm * self.scale) if c.schedule == "plateau" else c.lr * warm
-
-    def observe(self, value: float) -> bool:
-        """Record a monitored loss; halves the LR after ``plateau_patience`` checks without improvement.
-        Returns True when ``value`` is the best so far."""
-        improved = value < self.best
-        if improved:
-            self.best, self.bad_checks = value, 0
-        else:
-            self.bad_checks += 1
-            if self.config.schedule == "plateau" and self.bad_checks > self.config.plateau_patience:
-                self.scale *= self.config.plateau_factor
-                self.bad_checks = 0
-        return improved
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"scale": self.scale, "best": self.best, "bad_checks": self.bad_checks}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.scale, self.best, self.bad_checks = float(state["scale"]), float(state["best"]), int(state["bad_checks"])
+__all__ = ["LRSchedule", "Trainer", "default_collate"]
 
 
 def default_collate(items: list) -> Any:
@@ -118,19 +84,24 @@ class Trainer:
     ``train_data``: a map-style dataset whose ``__getitem__`` takes ``(index, item_seed)`` pairs
     (see ``EpochSampler``), or an ``IterableDataset`` with ``set_epoch(epoch)`` that shards itself
     across ranks/workers. ``run_config``: extra sections (model, task, data) stored in every
-    checkpoint's config.json next to the train config.
+    checkpoint's config.json next to the train config. ``on_epoch_end(epoch)``: called on every rank
+    after each complete pass over map-style data (``epoch`` counts from 1), e.g. to score a
+    validation split and keep the best epoch's weights.
     """
 
     def __init__(self, task: nn.Module, train_data: Dataset, config: TrainConfig, out_dir: str | Path, *,
                  eval_data: Dataset | None = None, collate_fn: Callable | None = None,
-                 run_config: dict[str, Any] | None = None) -> None:
+                 run_config: dict[str, Any] | None = None,
+                 on_epoch_end: Callable[[int], None] | None = None) -> None:
         self.task, self.train_data, self.eval_data = task, train_data, eval_data
+        self.on_epoch_end = on_epoch_end
         self.config, self.out_dir = config, Path(out_dir)
         self.collate_fn = collate_fn or default_collate
         self.run_config = dict(run_config or {})
         self.step = self.epoch = self.batch_in_epoch = 0
         self.window: list[float] = []  # training losses since the last plateau check
         self.has_best = False
+        self.batch_size = config.batch_size  # per process; set from the world size by fit()
 
     # --- setup -------------------------------------------------------------------------------
     def _generators(self) -> dict[str, torch.Generator]:
@@ -148,7 +119,7 @@ class Trainer:
     def _steps_per_epoch(self) -> int | None:
         if isinstance(self.train_data, IterableDataset):
             return None
-        sampler = EpochSampler(len(self.train_data), self.config.batch_size, self.config.seed,
+        sampler = EpochSampler(len(self.train_data), self.batch_size, self.config.seed,
                                self.info.rank, self.info.world_size)
         return sampler.batches_per_epoch // self.config.grad_accum
 
@@ -163,14 +134,14 @@ class Trainer:
 
     def _loader(self, epoch: int, start_batch: int) -> DataLoader:
         c = self.config
-        common = dict(batch_size=c.batch_size, num_workers=c.num_workers, collate_fn=self.collate_fn,
+        common = dict(batch_size=self.batch_size, num_workers=c.num_workers, collate_fn=self.collate_fn,
                       worker_init_fn=_seed_worker, generator=torch.Generator().manual_seed(c.seed * 7 + epoch),
                       drop_last=True, persistent_workers=False)
         if isinstance(self.train_data, IterableDataset):
             if hasattr(self.train_data, "set_epoch"):
                 self.train_data.set_epoch(epoch)
             return DataLoader(self.train_data, **common)
-        sampler = EpochSampler(len(self.train_data), c.batch_size, c.seed, self.info.rank, self.info.world_size)
+        sampler = EpochSampler(len(self.train_data), self.batch_size, c.seed, self.info.rank, self.info.world_size)
         sampler.set_epoch(epoch, start_batch)
         return DataLoader(self.train_data, sampler=sampler, **common)
 
@@ -224,7 +195,7 @@ class Trainer:
         self.task.eval()
         sums: dict[str, float] = {}
         count = 0
-        loader = DataLoader(data, batch_size=self.config.batch_size, collate_fn=self.collate_fn,
+        loader = DataLoader(data, batch_size=self.batch_size, collate_fn=self.collate_fn,
                             sampler=[(i, i) for i in range(len(data))])
         for batch in loader:
             with self._autocast():
@@ -250,6 +221,7 @@ class Trainer:
             torch.set_num_threads(c.num_threads)
         self.info: DistInfo = init_distributed(c.device)
         try:
+            self.batch_size = per_process_batch(c.batch_size, self.info.world_size, c.global_batch)
             return self._fit(resume)
         finally:
             shutdown(self.info)
@@ -317,10 +289,14 @@ class Trainer:
                     if out_of_time:
                         log.info("stopping at step %d: train.max_minutes=%s reached", self.step, c.max_minutes)
                         break
-                else:
+                else:  # step budget reached: at an epoch's end when its batches are used up
+                    per_epoch = self._steps_per_epoch()
+                    if per_epoch and self.batch_in_epoch >= per_epoch * c.grad_accum:
+                        self._epoch_end(self.epoch + 1)
                     break
                 if out_of_time:  # stopped inside the epoch: keep its position for a resume
                     break
+                self._epoch_end(self.epoch + 1)
                 self.epoch += 1
                 self.batch_in_epoch = 0
             self._save(best=not self.has_best)
@@ -332,6 +308,11 @@ class Trainer:
         if info.is_main:
             plot_metrics(self.out_dir / METRICS_FILE, self.out_dir / "loss_curve.png")
         return {"steps": self.step, "epochs": self.epoch, "metrics": last, "run_dir": str(self.out_dir)}
+
+    def _epoch_end(self, epoch: int) -> None:
+        if self.on_epoch_end is not None and not isinstance(self.train_data, IterableDataset):
+            self.on_epoch_end(epoch)
+            self.task.train()
 
     def _train_step(self, model: nn.Module, micro: list) -> dict[str, float]:
         """Forward/backward over the micro-batches, check the loss, clip, and take one optimizer step."""
@@ -371,7 +352,9 @@ class Trainer:
         if self.step % c.plateau_every == 0:
             if self.eval_data is not None:
                 ev = self.evaluate(self.eval_data)
-                monitored = ev["loss"]
+                if c.monitor not in ev:
+                    raise ConfigError(f"train.monitor={c.monitor!r}: the task reports {', '.join(sorted(ev))}")
+                monitored = ev[c.monitor] if c.monitor_mode == "min" else -ev[c.monitor]
                 if self.info.is_main:
                     append_csv(self.out_dir / EVAL_FILE, {"step": self.step, **ev})
             else:

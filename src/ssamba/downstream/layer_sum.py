@@ -1,0 +1,38 @@
+"""A learned weighted sum of every layer's output, as s3prl's featurizer with ``-s hidden_states``
+(the setup of the official VoxCeleb1 / IEMOCAP recipes): one scalar per layer, softmax-normalised,
+all equal at the start.
+
+The encoder's ``forward_layers`` gives the tokens after every layer (shallowest first; the last
+equals ``forward_features``). The clip embedding is the weighted sum of the per-layer embeddings
+(mean of the non-CLS tokens), the same as pooling the weighted sum of the tokens, since both
+the sum and the mean are linear.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+LAYER_CHOICES = ("last", "weighted_sum")
+
+
+class WeightedLayerSum(nn.Module):
+    """``sum_l softmax(weights)_l * x_l`` over a list of same-shaped layer outputs."""
+
+    def __init__(self, num_layers: int) -> None:
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers={num_layers}: need at least one layer")
+        self.weights = nn.Parameter(torch.zeros(num_layers))
+
+    def forward(self, layers: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> torch.Tensor:
+        if len(layers) != self.weights.numel():
+            raise ValueError(f"got {len(layers)} layer outputs, the weighted sum has {self.weights.numel()} weights")
+        stacked = torch.stack(list(layers), dim=0)
+        norm = torch.softmax(self.weights, dim=0).to(stacked.dtype)
+        return (norm.view(-1, *[1] * (stacked.dim() - 1)) * stacked).sum(dim=0)
+
+
+def layer_embeddings(encoder: nn.Module, fbank: torch.Tensor) -> list[torch.Tensor]:
+    """(B, D) clip embedding of every layer of ``encoder`` (shallowest first)."""
+    return [encoder.pool(tokens) for tokens in encoder.forward_layers(fbank)]
