@@ -62,6 +62,7 @@ def test_s3prl_tasks_follow_the_official_setup(name):
 
     finetune, train = load_finetune_config(name)
     assert finetune.freeze_encoder is False and finetune.layers == "weighted_sum"
+    assert finetune.eval_chunks is True and finetune.features == "audioset"  # whole utterances, 10.24 s chunks
     assert (finetune.fstride, finetune.tstride) == (10, 10)
     assert train.lr == pytest.approx(1e-4) and train.grad_clip == 1.0
     assert finetune.select == ("best" if name == "voxceleb1" else "last")  # VoxCeleb1 has a validation split
