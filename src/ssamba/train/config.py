@@ -27,7 +27,7 @@ class TrainConfig:
     """Optimiser, schedule and loop settings shared by pretraining, fine-tuning and probing.
 
     Defaults follow the SSAST/SSAMBA pretraining recipe (AdamW 1e-4, wd 5e-8, betas 0.95/0.999,
-    1000 warm-up steps, LR halved when the monitored loss stops improving).
+    1000 warm-up steps, LR halved when the monitored value stops improving).
     ``plateau_every``: steps between plateau checks (on the eval loss when there is eval data,
     else the mean training loss of the window). ``max_steps`` (optimizer steps) bounds the run
     as well as ``epochs``; whichever comes first ends it. ``max_minutes`` (wall clock of one
