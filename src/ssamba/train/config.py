@@ -18,7 +18,8 @@ from ssamba.errors import ConfigError
 
 T = TypeVar("T")
 
-SCHEDULES = ("plateau", "cosine", "constant")
+SCHEDULES = ("plateau", "cosine", "step", "constant")
+OPTIMIZERS = ("adamw", "adam")
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -35,6 +36,9 @@ class TrainConfig:
     ``batch_size``: clips per process and micro-batch; with ``global_batch`` it is the clips per
     micro-batch summed over all processes (divided by the world size under torchrun, which must
     divide it), as the paper's 64 clips per step on several GPUs.
+    ``optimizer``: "adamw" (decoupled weight decay, the official pretraining) or "adam" (L2 weight
+    decay, the official fine-tuning). ``schedule="step"``: the official fine-tuning decay, x
+    ``lrscheduler_decay`` from 0-based epoch ``lrscheduler_start``, every ``lrscheduler_step`` epochs.
     ``monitor`` / ``monitor_mode``: the eval metric (a key of the task's outputs) that drives
     plateau halving and the ``best`` checkpoint when there is eval data, and whether lower
     (``min``) or higher (``max``) is better; without eval data the mean training loss is used.
@@ -55,6 +59,10 @@ class TrainConfig:
     plateau_patience: int = 2
     plateau_factor: float = 0.5
     min_lr: float = 0.0
+    optimizer: str = "adamw"
+    lrscheduler_start: int = 5
+    lrscheduler_step: int = 1
+    lrscheduler_decay: float = 0.85
     monitor: str = "loss"
     monitor_mode: str = "min"
     grad_clip: float | None = None
@@ -73,6 +81,11 @@ class TrainConfig:
         self.betas = tuple(float(b) for b in self.betas)  # YAML gives lists
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"train.schedule={self.schedule!r}: must be one of {', '.join(SCHEDULES)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"train.optimizer={self.optimizer!r}: must be one of {', '.join(OPTIMIZERS)}")
+        if self.lrscheduler_start < 0 or self.lrscheduler_step < 1 or not 0 < self.lrscheduler_decay <= 1:
+            raise ConfigError(f"train.lrscheduler_*: need start >= 0, step >= 1, 0 < decay <= 1 (got "
+                              f"{self.lrscheduler_start}, {self.lrscheduler_step}, {self.lrscheduler_decay})")
         if self.monitor_mode not in ("min", "max"):
             raise ConfigError(f"train.monitor_mode={self.monitor_mode!r}: must be min or max")
         if self.precision not in PRECISIONS:
