@@ -60,6 +60,10 @@ def test_run_pretraining_hands_the_split_to_the_trainer(tmp_path, monkeypatch):
         "data.valid_clips=2", "pretrain.valid_num_masked=12", "train.monitor=acc", "train.monitor_mode=max"])
     assert len(seen["train"]) == 4 and len(seen["valid"]) == 2
     assert seen["config"].monitor == "acc" and seen["task"].config.valid_num_masked == 12
+    # an objective that reports no accuracy is refused before training, not at the first check
+    with pytest.raises(ConfigError, match="train.monitor='acc': pretrain.objective=mse reports loss, mse"):
+        run_pretraining("ssamba_tiny_cpu", data, tmp_path / "run2", overrides=FAST + [
+            "data.valid_clips=2", "pretrain.objective=mse", "train.monitor=acc"])
 
 
 @pytest.mark.slow

@@ -154,6 +154,9 @@ def run_pretraining(config: dict | str | Path | None, data: str | Path | None, o
     train = TrainConfig(**run["train"])
     dataset, valid = build_datasets(data, DataConfig(**run["data"]), train.seed)
     task = build_task(run, encoder)
+    if valid is not None and train.monitor not in task.metric_names():
+        raise ConfigError(f"train.monitor={train.monitor!r}: pretrain.objective={task.config.objective} reports "
+                          f"{', '.join(sorted(task.metric_names()))}")
     trainer = Trainer(task, dataset, train, out_dir, eval_data=valid, run_config=run)
     return trainer.fit(resume=resume)
 

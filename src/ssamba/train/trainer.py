@@ -5,11 +5,12 @@ scalar metrics. Optionally it has ``generators() -> {name: torch.Generator}`` (e
 RNG) whose states are seeded per rank and saved with checkpoints.
 
 The trainer does: AdamW or Adam, linear warm-up then plateau halving (on a monitored eval metric,
-or the training loss), cosine or per-epoch step decay, gradient accumulation and clipping, a global or per-process batch,
-optional bf16 autocast, DDP under torchrun (rank 0 logs and saves), an epoch-end callback,
-``metrics.csv`` per optimizer step (+ TensorBoard when installed; ``metrics_log``), a tqdm bar, a
-loss-curve PNG at the end, and atomic checkpoints that resume bit-exactly (data order is a function of
-``(seed, epoch)``; the position inside the epoch and all RNG states are restored).
+or the training loss), cosine or per-epoch step decay, gradient accumulation and clipping, a
+global or per-process batch, optional bf16 autocast, DDP under torchrun (rank 0 logs and saves),
+an epoch-end callback, ``metrics.csv`` per optimizer step (+ TensorBoard when installed;
+``metrics_log``), a tqdm bar, a loss-curve PNG at the end, and atomic checkpoints that resume
+bit-exactly (data order is a function of ``(seed, epoch)``; the position inside the epoch and all
+RNG states are restored).
 """
 
 from __future__ import annotations
