@@ -24,6 +24,9 @@ def test_held_out_clips_are_disjoint_and_fixed(tmp_path):
     assert len(train) == 7 and len(valid) == 3 and not set(train.files) & set(valid.files)
     assert valid.files == again_valid.files and train.files == again_train.files
     assert build_datasets(data, DataConfig(crop_frames=32), seed=5)[1] is None
+    other = make_audio_folder(tmp_path / "valid", n=2, seconds=0.5, seed=1)
+    whole, own = build_datasets(data, DataConfig(crop_frames=32, valid=str(other), valid_clips=3), seed=5)
+    assert len(whole) == 10 and sorted(own.files) == sorted(other.glob("*.flac"))  # nothing held out
     with pytest.raises(ConfigError, match="data.valid_clips=10: .* has only 10 clips"):
         build_datasets(data, DataConfig(crop_frames=32, valid_clips=10), seed=5)
 
@@ -57,6 +60,10 @@ def test_run_pretraining_hands_the_split_to_the_trainer(tmp_path, monkeypatch):
         "data.valid_clips=2", "pretrain.valid_num_masked=12", "train.monitor=acc", "train.monitor_mode=max"])
     assert len(seen["train"]) == 4 and len(seen["valid"]) == 2
     assert seen["config"].monitor == "acc" and seen["task"].config.valid_num_masked == 12
+    # an objective that reports no accuracy is refused before training, not at the first check
+    with pytest.raises(ConfigError, match="train.monitor='acc': pretrain.objective=mse reports loss, mse"):
+        run_pretraining("ssamba_tiny_cpu", data, tmp_path / "run2", overrides=FAST + [
+            "data.valid_clips=2", "pretrain.objective=mse", "train.monitor=acc"])
 
 
 @pytest.mark.slow
@@ -73,3 +80,14 @@ def test_validation_accuracy_drives_best_and_is_logged(tmp_path):
     best_step = rows[accs.index(max(accs))]["step"]  # first of ties: a later equal value is no improvement
     assert state["step"] == best_step
     assert config["data"]["valid_clips"] == 2 and config["train"]["monitor"] == "acc"
+
+
+def test_streamed_shards_need_their_own_validation_set(tmp_path):
+    from ssamba.data.shards import write_shards
+
+    data = make_audio_folder(tmp_path / "audio", n=3, seconds=0.5)
+    write_shards(data, tmp_path / "shards", max_per_shard=2)
+    with pytest.raises(ConfigError, match="streamed \\(shards\\); give data.valid=FOLDER"):
+        build_datasets(tmp_path / "shards", DataConfig(crop_frames=32, valid_clips=2), seed=0)
+    _, valid = build_datasets(tmp_path / "shards", DataConfig(crop_frames=32, valid=str(data)), seed=0)
+    assert len(valid) == 3

@@ -62,9 +62,32 @@ def test_s3prl_tasks_follow_the_official_setup(name):
 
     finetune, train = load_finetune_config(name)
     assert finetune.freeze_encoder is False and finetune.layers == "weighted_sum"
+    assert finetune.eval_chunks is True and finetune.features == "audioset"  # whole utterances, 10.24 s chunks
     assert (finetune.fstride, finetune.tstride) == (10, 10)
     assert train.lr == pytest.approx(1e-4) and train.grad_clip == 1.0
     assert finetune.select == ("best" if name == "voxceleb1" else "last")  # VoxCeleb1 has a validation split
     frozen, _ = load_finetune_config(f"{name}_frozen")
     assert frozen.freeze_encoder is True and frozen.layers == "last"
     assert (frozen.fstride, frozen.tstride) == (16, 16) and frozen.dataset == finetune.dataset
+
+
+@pytest.mark.parametrize("name,start,step,decay", [
+    ("esc50", 6, 1, 0.85), ("speechcommands_v1", 5, 1, 0.85), ("speechcommands_v2", 5, 1, 0.85),
+    ("audioset_20k", 15, 10, 0.75)])
+def test_finetuning_uses_the_official_optimizer_and_step_decay(name, start, step, decay):
+    """run_esc_patch_amba.sh / run_sc_amba.sh / run_as_amba.sh: Adam (wd 5e-7), MultiStepLR per epoch."""
+    from ssamba.downstream.finetune import load_finetune_config
+
+    _, train = load_finetune_config(name)
+    assert train.optimizer == "adam" and train.weight_decay == pytest.approx(5e-7)
+    assert list(train.betas) == [0.95, 0.999] and train.schedule == "step"
+    assert (train.lrscheduler_start, train.lrscheduler_step, train.lrscheduler_decay) == (start, step, decay)
+
+
+@pytest.mark.parametrize("name", ["voxceleb1", "iemocap"])
+def test_s3prl_tasks_use_s3prls_optimizer(name):
+    from ssamba.downstream.finetune import load_finetune_config
+
+    _, train = load_finetune_config(name)
+    assert train.optimizer == "adam" and train.weight_decay == 0.0 and train.schedule == "constant"
+    assert list(train.betas) == [0.9, 0.999]

@@ -25,6 +25,7 @@ from ssamba.checkpoints.format import atomic_write, atomic_write_text
 from ssamba.data.classification import AudioClassificationDataset
 from ssamba.data.datasets import read_dataset
 from ssamba.data.manifests import DatasetSpec, Manifest
+from ssamba.downstream.chunks import UtteranceChunks, predict_chunked
 from ssamba.downstream.layer_sum import LAYER_CHOICES, WeightedLayerSum, layer_embeddings
 from ssamba.downstream.metrics import classification_metrics
 from ssamba.downstream.runs import RunResults, plan_runs
@@ -55,6 +56,8 @@ class FinetuneConfig:
       then stays in eval mode (no drop path).
     layers: "last" (the final layer's tokens) or "weighted_sum" (learned softmax weights over every
       layer's output, s3prl's `-s hidden_states`; the weights train with the head).
+    eval_chunks: score validation and test utterances whole, in chunks of the feature preset's
+      length (`ssamba.downstream.chunks`); training still reads one crop per clip.
     select: which weights score the test set ("last", "best" validation epoch by `select_metric`,
       or "average" of epochs wa_start..wa_end); see `ssamba.downstream.selection`.
     """
@@ -70,6 +73,7 @@ class FinetuneConfig:
     folds: list[int] | None = None
     freeze_encoder: bool = False
     layers: str = "last"
+    eval_chunks: bool = False
     eval_batch_size: int = 16
     model_overrides: dict = field(default_factory=dict)
     select: str = "last"
@@ -135,10 +139,14 @@ class FinetuneTask(nn.Module):
             self.encoder.eval()
         return self
 
-    def logits(self, features: torch.Tensor) -> torch.Tensor:
+    def embed(self, features: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        """What the head reads: the (B, D) clip embedding, or one per layer for the weighted sum."""
         if self.layers == "weighted_sum":
-            return self.head(layer_embeddings(self.encoder, features))
-        return self.head(self.encoder(features))
+            return layer_embeddings(self.encoder, features)
+        return self.encoder(features)
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(features))
 
     def scores(self, logits: torch.Tensor) -> torch.Tensor:
         """Probabilities: softmax for "ce", per-class sigmoid for "bce"."""
@@ -202,7 +210,8 @@ def save_finetuned(task: FinetuneTask, directory: Path, spec: DatasetSpec, confi
     head = {k: v.detach().cpu().contiguous() for k, v in task.head.state_dict().items()}
     atomic_write(directory / "head.safetensors", lambda tmp: save_file(head, tmp))
     meta = {"dataset": spec.name, "class_names": spec.class_names, "multi_label": spec.multi_label,
-            "feature_preset": config.features or spec.feature_preset, "loss": config.loss, "layers": config.layers}
+            "feature_preset": config.features or spec.feature_preset, "loss": config.loss, "layers": config.layers,
+            "eval_chunks": config.eval_chunks}
     atomic_write_text(directory / "task.json", json.dumps(meta, indent=2))
     return directory
 
@@ -240,7 +249,7 @@ def load_finetune_config(path: str | Path, overrides: list[str] | None = None) -
 
 
 def score_run(task: FinetuneTask, test: Dataset, spec: DatasetSpec, batch_size: int) -> tuple[dict, np.ndarray, np.ndarray]:
-    scores, targets = predict(task, test, batch_size)
+    scores, targets = (predict_chunked if isinstance(test, UtteranceChunks) else predict)(task, test, batch_size)
     return classification_metrics(scores, targets, multi_label=spec.multi_label), scores, targets
 
 
@@ -275,9 +284,11 @@ def finetune(
         make = lambda items, aug: AudioClassificationDataset(  # noqa: E731
             items, spec.num_classes, extractor, augment=aug, noise_paths=manifest.noise_paths, seed=train_config.seed)
         valid = make(valid_items, None) if valid_items else None
+        scored = (lambda items: UtteranceChunks(items, spec.num_classes, extractor.config)) if config.eval_chunks \
+            else (lambda items: make(items, None))
         score = None
         if valid is not None and config.select == "best":
-            def score(task=task, valid=valid):
+            def score(task=task, valid=scored(valid_items)):
                 return score_run(task, valid, spec, config.eval_batch_size)[0]
         selector = EpochSelector(task, config.select, score, config.select_metric, config.wa_start, config.wa_end,
                                  log_dir=run_dir)
@@ -288,7 +299,7 @@ def finetune(
         )
         summary = trainer.fit()
         selected[name] = selector.apply()
-        metrics, scores, targets = score_run(task, make(test_items, None), spec, config.eval_batch_size)
+        metrics, scores, targets = score_run(task, scored(test_items), spec, config.eval_batch_size)
         metrics["train_loss_last"] = float(summary["metrics"].get("loss", float("nan")))
         results.add(name, metrics, scores, targets)
         save_finetuned(task, run_dir / "model", spec, config)
@@ -325,7 +336,8 @@ def evaluate(run_dir: str | Path, data: str | Path, out_dir: str | Path | None =
         if name not in runs:
             raise ConfigError(f"{model_dir}: run {name!r} has no matching split/fold in {data}")
         task, _ = load_finetuned(model_dir)
-        test = AudioClassificationDataset(runs[name], spec.num_classes, extractor)
+        test = UtteranceChunks(runs[name], spec.num_classes, extractor.config) if run_config.get("eval_chunks") \
+            else AudioClassificationDataset(runs[name], spec.num_classes, extractor)
         results.add(name, *score_run(task, test, spec, batch_size))
     out = Path(out_dir) if out_dir else run_dir / "evaluation"
     out.mkdir(parents=True, exist_ok=True)

@@ -39,8 +39,9 @@ class DataConfig:
     and the source format ("auto": a folder of ``*.tar`` is read as WebDataset shards).
 
     Validation (drives LR halving and ``best`` through ``train.monitor``): ``valid`` is a folder or
-    manifest of its own, or ``valid_clips`` clips are held out of a folder/manifest source (a seeded
-    choice, the same on resume); neither = no validation (the training loss is monitored).
+    manifest of its own (``valid_clips`` is then ignored), or ``valid_clips`` clips are held out of a
+    folder/manifest source (a seeded choice, the same on resume); neither = no validation (the
+    training loss is monitored).
     """
 
     crop_frames: int = 1024
@@ -119,16 +120,14 @@ def build_datasets(data: str | Path, config: DataConfig, seed: int):
     ``config.valid`` / ``config.valid_clips`` ask for (validation crops are fixed by the Trainer)."""
     from ssamba.data.audio_folder import AudioCropDataset, list_audio
 
-    if config.valid and config.valid_clips:
-        raise ConfigError("data.valid and data.valid_clips: give one (a validation folder, or clips to hold out)")
-    if config.valid:
+    if config.valid:  # a validation set of its own: nothing is held out
         return build_dataset(data, config, seed), AudioCropDataset(config.valid, config.crop_frames, config.features)
     train = build_dataset(data, config, seed)
     if not config.valid_clips:
         return train, None
     if not isinstance(train, AudioCropDataset):
         raise ConfigError(f"data.valid_clips={config.valid_clips}: {data} is streamed (shards); "
-                          "give data.valid=FOLDER or set data.valid_clips=0")
+                          "give data.valid=FOLDER (a validation set) or data.valid_clips=0")
     files = list_audio(data)
     if config.valid_clips >= len(files):
         raise ConfigError(f"data.valid_clips={config.valid_clips}: {data} has only {len(files)} clips")
@@ -182,6 +181,9 @@ def run_pretraining(config: dict | str | Path | None, data: str | Path | None, o
     train = TrainConfig(**run["train"])
     dataset, valid = build_datasets(data, DataConfig(**run["data"]), train.seed)
     task = build_task(run, encoder)
+    if valid is not None and train.monitor not in task.metric_names():
+        raise ConfigError(f"train.monitor={train.monitor!r}: pretrain.objective={task.config.objective} reports "
+                          f"{', '.join(sorted(task.metric_names()))}")
     trainer = Trainer(task, dataset, train, out_dir, eval_data=valid, run_config=run)
     return trainer.fit(resume=resume)
 

@@ -84,6 +84,16 @@ class MaskedPatchPretraining(nn.Module):
         targets = torch.gather(patches, 1, indices.unsqueeze(-1).expand(-1, -1, patches.shape[-1]))
         return masked_tokens, targets
 
+    def metric_names(self) -> set[str]:
+        """The keys ``forward`` returns for this config (what ``train.monitor`` may name)."""
+        objective = self.config.objective
+        names = {"loss"}
+        if objective in ("joint", "nce"):
+            names |= {"nce", "acc"}
+        if objective in ("joint", "mse"):
+            names.add("mse")
+        return names
+
     def forward(self, batch) -> dict[str, torch.Tensor]:
         """Loss and metrics for one batch: ``{"loss", "nce", "mse", "acc"}`` (only those that apply)."""
         fbank = _batch_fbank(batch)

@@ -16,7 +16,8 @@ import yaml
 from ssamba.config import check_choice, from_dict, to_dict  # noqa: F401  (re-exported for recipes)
 from ssamba.errors import ConfigError
 
-SCHEDULES = ("plateau", "cosine", "constant")
+SCHEDULES = ("plateau", "cosine", "step", "constant")
+OPTIMIZERS = ("adamw", "adam")
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -25,7 +26,7 @@ class TrainConfig:
     """Optimiser, schedule and loop settings shared by pretraining, fine-tuning and probing.
 
     Defaults follow the SSAST/SSAMBA pretraining recipe (AdamW 1e-4, wd 5e-8, betas 0.95/0.999,
-    1000 warm-up steps, LR halved when the monitored loss stops improving).
+    1000 warm-up steps, LR halved when the monitored value stops improving).
     ``plateau_every``: steps between plateau checks (on the eval loss when there is eval data,
     else the mean training loss of the window). ``max_steps`` (optimizer steps) bounds the run
     as well as ``epochs``; whichever comes first ends it. ``max_minutes`` (wall clock of one
@@ -33,6 +34,9 @@ class TrainConfig:
     ``batch_size``: clips per process and micro-batch; with ``global_batch`` it is the clips per
     micro-batch summed over all processes (divided by the world size under torchrun, which must
     divide it), as the paper's 64 clips per step on several GPUs.
+    ``optimizer``: "adamw" (decoupled weight decay, the official pretraining) or "adam" (L2 weight
+    decay, the official fine-tuning). ``schedule="step"``: the official fine-tuning decay, x
+    ``lrscheduler_decay`` from 0-based epoch ``lrscheduler_start``, every ``lrscheduler_step`` epochs.
     ``monitor`` / ``monitor_mode``: the eval metric (a key of the task's outputs) that drives
     plateau halving and the ``best`` checkpoint when there is eval data, and whether lower
     (``min``) or higher (``max``) is better; without eval data the mean training loss is used.
@@ -53,6 +57,10 @@ class TrainConfig:
     plateau_patience: int = 2
     plateau_factor: float = 0.5
     min_lr: float = 0.0
+    optimizer: str = "adamw"
+    lrscheduler_start: int = 5
+    lrscheduler_step: int = 1
+    lrscheduler_decay: float = 0.85
     monitor: str = "loss"
     monitor_mode: str = "min"
     grad_clip: float | None = None
@@ -70,8 +78,12 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # YAML gives lists
         check_choice("train.schedule", self.schedule, SCHEDULES)
-        check_choice("train.precision", self.precision, PRECISIONS)
+        check_choice("train.optimizer", self.optimizer, OPTIMIZERS)
+        if self.lrscheduler_start < 0 or self.lrscheduler_step < 1 or not 0 < self.lrscheduler_decay <= 1:
+            raise ConfigError(f"train.lrscheduler_*: need start >= 0, step >= 1, 0 < decay <= 1 (got "
+                              f"{self.lrscheduler_start}, {self.lrscheduler_step}, {self.lrscheduler_decay})")
         check_choice("train.monitor_mode", self.monitor_mode, ("min", "max"))
+        check_choice("train.precision", self.precision, PRECISIONS)
         for name in ("batch_size", "grad_accum", "checkpoint_every", "log_every", "plateau_every"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"train.{name}={getattr(self, name)}: must be a positive integer")

@@ -1,4 +1,7 @@
-"""The learning rate per optimizer step: linear warm-up, then plateau halving or cosine decay.
+"""The learning rate per optimizer step: linear warm-up, then plateau halving, cosine decay or the
+official fine-tuning step decay (x ``lrscheduler_decay`` at the start of epoch ``lrscheduler_start``
++ 1 and every ``lrscheduler_step`` epochs after, counted from 0 as the official ``MultiStepLR``
+stepped once per epoch).
 
 Plateau halving follows a monitored value (lower is better: the Trainer negates a metric that
 should rise, such as the validation masked-patch accuracy) checked every ``plateau_every`` steps.
@@ -9,14 +12,20 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ssamba.errors import ConfigError
 from ssamba.train.config import TrainConfig
 
 
 class LRSchedule:
-    """Learning rate per optimizer step: linear warm-up, then plateau halving or cosine decay."""
+    """Learning rate per optimizer step: linear warm-up, then plateau halving, cosine or step decay.
+    ``steps_per_epoch``: optimizer steps in one epoch (needed by the step decay only)."""
 
-    def __init__(self, config: TrainConfig, total_steps: int) -> None:
+    def __init__(self, config: TrainConfig, total_steps: int, steps_per_epoch: int | None = None) -> None:
         self.config, self.total_steps = config, max(1, total_steps)
+        self.steps_per_epoch = steps_per_epoch
+        if config.schedule == "step" and not steps_per_epoch:
+            raise ConfigError("train.schedule=step: decays per epoch, so it needs map-style data with a known epoch "
+                              "length (not a streamed dataset)")
         self.scale = 1.0          # plateau multiplier
         self.best = math.inf      # best monitored value seen at a plateau check
         self.bad_checks = 0
@@ -29,6 +38,10 @@ class LRSchedule:
             span = max(1, self.total_steps - c.warmup_steps)
             progress = min(1.0, (step - c.warmup_steps) / span)
             return c.min_lr + (c.lr - c.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+        if c.schedule == "step":
+            epoch = step // self.steps_per_epoch  # 0-based epoch of this step
+            decays = 0 if epoch < c.lrscheduler_start else (epoch - c.lrscheduler_start) // c.lrscheduler_step + 1
+            return c.lr * warm * c.lrscheduler_decay ** decays
         return max(c.min_lr, c.lr * warm * self.scale) if c.schedule == "plateau" else c.lr * warm
 
     def observe(self, value: float) -> bool:

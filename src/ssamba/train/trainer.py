@@ -4,11 +4,13 @@ A *task* is an ``nn.Module`` whose ``forward(batch)`` returns a dict with a scal
 scalar metrics. Optionally it has ``generators() -> {name: torch.Generator}`` (e.g. the masking
 RNG) whose states are seeded per rank and saved with checkpoints.
 
-The trainer does: AdamW, linear warm-up then plateau halving or cosine decay, gradient
-accumulation and clipping, optional bf16 autocast, DDP under torchrun (rank 0 logs and saves),
-``metrics.csv`` per optimizer step (+ TensorBoard when installed; ``metrics_log``), a tqdm bar, a
-loss-curve PNG at the end, and atomic checkpoints that resume bit-exactly (data order is a function of
-``(seed, epoch)``; the position inside the epoch and all RNG states are restored).
+The trainer does: AdamW or Adam, linear warm-up then plateau halving (on a monitored eval metric,
+or the training loss), cosine or per-epoch step decay, gradient accumulation and clipping, a
+global or per-process batch, optional bf16 autocast, DDP under torchrun (rank 0 logs and saves),
+an epoch-end callback, ``metrics.csv`` per optimizer step (+ TensorBoard when installed;
+``metrics_log``), a tqdm bar, a loss-curve PNG at the end, and atomic checkpoints that resume
+bit-exactly (data order is a function of ``(seed, epoch)``; the position inside the epoch and all
+RNG states are restored).
 """
 
 from __future__ import annotations
@@ -238,10 +240,10 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._seed_everything()
         self.task.to(info.device)
-        self.optimizer = torch.optim.AdamW(self._param_groups(), lr=c.lr, weight_decay=c.weight_decay,
-                                           betas=tuple(c.betas))
+        optimizer = torch.optim.AdamW if c.optimizer == "adamw" else torch.optim.Adam
+        self.optimizer = optimizer(self._param_groups(), lr=c.lr, weight_decay=c.weight_decay, betas=tuple(c.betas))
         total = self._total_steps()
-        self.schedule = LRSchedule(c, total)
+        self.schedule = LRSchedule(c, total, self._steps_per_epoch())
         if resume:
             self._resume()
         if info.is_main:
