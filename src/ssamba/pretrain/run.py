@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ssamba.errors import ConfigError
+from ssamba.errors import ConfigError, DataError
 from ssamba.pretrain.task import MaskedPatchConfig, MaskedPatchPretraining
 from ssamba.train.checkpointing import load_checkpoint
 from ssamba.train.config import TrainConfig, apply_overrides, from_dict, load_yaml, to_dict
@@ -141,6 +141,8 @@ def run_pretraining(config: dict | str | Path | None, data: str | Path | None, o
                               "only how long and how it runs may change (e.g. train.max_steps)")
     train = TrainConfig(**run["train"])
     dataset = build_dataset(data, DataConfig(**run["data"]), train.seed)
+    if not isinstance(dataset, torch.utils.data.IterableDataset) and len(dataset) < train.batch_size:
+        raise DataError(f"{data}: {len(dataset)} clips, fewer than one batch (train.batch_size={train.batch_size})")
     task = build_task(run, encoder)
     trainer = Trainer(task, dataset, train, out_dir, run_config=run)
     return trainer.fit(resume=resume)
