@@ -123,3 +123,14 @@ def test_pretrain_resume_on_a_full_disk_keeps_the_previous_checkpoint(capsys, mo
     assert os.readlink(out / "checkpoints" / "last") == "step-1" and _hidden(out / "checkpoints") == []
     after = checkpointing.load_checkpoint(out)[0]
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_a_metrics_row_cut_short_is_dropped_on_resume(tmp_path):
+    from ssamba.train.metrics_log import MetricsLog, read_metrics
+
+    path = tmp_path / "metrics.csv"
+    path.write_text("step,epoch,loss\n1,0,3.5\n2,0,3.25\n3,0,3.0\n4,0")   # the disk filled inside row 4
+    MetricsLog(tmp_path, tensorboard=False, resume_step=9).close()
+    assert [r["step"] for r in read_metrics(path)] == [1, 2, 3]
+    MetricsLog(tmp_path, tensorboard=False, resume_step=2).close()
+    assert [(r["step"], r["loss"]) for r in read_metrics(path)] == [(1, 3.5), (2, 3.25)]
