@@ -39,7 +39,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise named_os_error(exc, path) from exc
+        named = named_os_error(exc, path)
+        if named is exc:
+            raise
+        raise named from exc
 
 
 def atomic_write_all(writes: dict[Path, Callable[[str], None]]) -> None:
@@ -60,7 +63,10 @@ def atomic_write_all(writes: dict[Path, Callable[[str], None]]) -> None:
         for tmp in done.values():
             if os.path.exists(tmp):
                 os.unlink(tmp)
-        raise named_os_error(exc, current) from exc
+        named = named_os_error(exc, current)
+        if named is exc:
+            raise
+        raise named from exc
 
 
 def named_os_error(exc: BaseException, path: str | os.PathLike) -> BaseException:
