@@ -88,6 +88,9 @@ def test_config_changes_lists_only_what_a_resume_may_not_change():
     assert config_changes(saved, longer) == []
     other = load_run_config("ssamba_tiny_cpu", ["train.betas=[0.9,0.99]", "model.overrides.depth=3", "data.crop_frames=64"])
     assert config_changes(saved, other) == ["model.overrides", "data.crop_frames", "train.betas"]
+    older = json.loads(json.dumps(saved))
+    del older["train"]["tensorboard"], older["pretrain"]["mse_weight"]   # a run saved before these existed
+    assert config_changes(older, saved) == []
 
 
 @pytest.mark.parametrize("command, marker", [

@@ -72,7 +72,8 @@ RESUMABLE_KEYS = frozenset({
 
 def config_changes(saved: dict[str, Any], run: dict[str, Any]) -> list[str]:
     """Dotted keys whose values differ between a run's saved config and ``run`` (both validated
-    section dicts), leaving out ``RESUMABLE_KEYS``: a resume must continue the same training."""
+    section dicts), leaving out ``RESUMABLE_KEYS``: a resume must continue the same training.
+    Settings the saved run did not record (added in a later version) are not compared."""
     def flat(section: str, values: Any) -> dict[str, Any]:
         values = json.loads(json.dumps(values or {}))  # tuples vs lists: compare as saved
         return {f"{section}.{k}": v for k, v in values.items()}
@@ -80,7 +81,7 @@ def config_changes(saved: dict[str, Any], run: dict[str, Any]) -> list[str]:
     changed = []
     for section in SECTIONS:
         old, new = flat(section, saved.get(section)), flat(section, run.get(section))
-        changed += [k for k in sorted(set(old) | set(new)) if k not in RESUMABLE_KEYS and old.get(k) != new.get(k)]
+        changed += [k for k in sorted(old) if k not in RESUMABLE_KEYS and old[k] != new.get(k)]
     return changed
 
 
