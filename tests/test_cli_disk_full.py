@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -52,6 +53,29 @@ def test_embed_keeps_the_previous_output(capsys, monkeypatch, tmp_path, encoder_
     assert str(out) in line and "No space left" in line
     monkeypatch.undo()
     assert np.array_equal(np.load(out), np.arange(3)) and _hidden(tmp_path) == []
+
+
+def test_embed_replaces_its_outputs_together(capsys, monkeypatch, tmp_path, encoder_dir):
+    """The embeddings are complete but the file list fails: the old pair stays, not a new .npy
+    beside an old list of names."""
+    clip = write_tone(tmp_path / "a.wav")
+    out = tmp_path / "e.npy"
+    np.save(out, np.arange(3))
+    out.with_suffix(".files.txt").write_text("old.wav\n")
+    real = Path.write_text
+
+    def write_text(self, text, *args, **kwargs):
+        if ".files.txt." in self.name:   # the list's temp file
+            real(self, text[: len(text) // 2], *args, **kwargs)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+    line = run_expecting_error(capsys, ["embed", str(clip), "--model", str(encoder_dir), "--out", str(out)])
+    monkeypatch.undo()
+    assert "e.files.txt" in line and "No space left" in line
+    assert np.array_equal(np.load(out), np.arange(3)) and out.with_suffix(".files.txt").read_text() == "old.wav\n"
+    assert _hidden(tmp_path) == []
 
 
 def test_shards_leave_no_shard_behind(capsys, monkeypatch, tmp_path):
@@ -123,3 +147,14 @@ def test_pretrain_resume_on_a_full_disk_keeps_the_previous_checkpoint(capsys, mo
     assert os.readlink(out / "checkpoints" / "last") == "step-1" and _hidden(out / "checkpoints") == []
     after = checkpointing.load_checkpoint(out)[0]
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_a_metrics_row_cut_short_is_dropped_on_resume(tmp_path):
+    from ssamba.train.metrics_log import MetricsLog, read_metrics
+
+    path = tmp_path / "metrics.csv"
+    path.write_text("step,epoch,loss\n1,0,3.5\n2,0,3.25\n3,0,3.0\n4,0")   # the disk filled inside row 4
+    MetricsLog(tmp_path, tensorboard=False, resume_step=9).close()
+    assert [r["step"] for r in read_metrics(path)] == [1, 2, 3]
+    MetricsLog(tmp_path, tensorboard=False, resume_step=2).close()
+    assert [(r["step"], r["loss"]) for r in read_metrics(path)] == [(1, 3.5), (2, 3.25)]

@@ -64,6 +64,21 @@ def test_finetune_missing_data_and_unknown_key(capsys, tmp_path, datasets):
     assert not (tmp_path / "o").exists()
 
 
+def test_pretrain_and_finetune_with_a_csv_missing_its_columns(capsys, tmp_path, datasets):
+    data = datasets["good"].parent
+    (data / "nocols.csv").write_text("name,colour\n0.wav,red\n")
+    line = run_expecting_error(capsys, ["pretrain", "--config", "ssamba_tiny_cpu", "--data", str(data / "nocols.csv"),
+                                        "--out", str(tmp_path / "r")])
+    assert "nocols.csv" in line and "'path'" in line
+    (data / "one.csv").write_text("path\n0.wav\n")
+    line = run_expecting_error(capsys, ["pretrain", "--config", "ssamba_tiny_cpu", "--data", str(data / "one.csv"),
+                                        "--out", str(tmp_path / "r")])
+    assert "one.csv" in line and "fewer than one batch" in line
+    line = run_expecting_error(capsys, _finetune(data / "nocols.csv", tmp_path / "f"))
+    assert "nocols.csv" in line and "missing column" in line
+    assert not (tmp_path / "r" / "checkpoints").exists() and not (tmp_path / "f" / "results.json").exists()
+
+
 def test_finetune_on_only_bad_files(capsys, tmp_path, datasets, models):
     line = run_expecting_error(capsys, _finetune(datasets["bad"], tmp_path / "o", init=models["good"]))
     assert str(datasets["bad_dir"]) in line and any(p in line for p in ("0 bytes", "not a readable", "NaN"))

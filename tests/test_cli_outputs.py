@@ -58,6 +58,17 @@ def test_pretrain_refuses_a_previous_run_and_a_resume_with_a_different_config(ca
     _check_refusals(capsys, *saved_run)
 
 
+def test_resume_from_a_truncated_checkpoint_or_another_architecture(capsys, saved_run):
+    data, out = saved_run
+    step = out / "checkpoints" / "step-1"
+    line = run_expecting_error(capsys, _pretrain(data, out, "model.name=ssast_tiny", resume=True))
+    assert "model.name" in line   # a checkpoint of the other architecture is not resumed
+    weights = (step / "model.safetensors").read_bytes()
+    (step / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+    line = run_expecting_error(capsys, _pretrain(data, out, resume=True))
+    assert str(step) in line and "unreadable checkpoint" in line
+
+
 @pytest.mark.slow
 def test_the_same_refusals_after_a_real_pretraining_run(capsys, tmp_path):
     data = tmp_path / "data"
@@ -77,6 +88,9 @@ def test_config_changes_lists_only_what_a_resume_may_not_change():
     assert config_changes(saved, longer) == []
     other = load_run_config("ssamba_tiny_cpu", ["train.betas=[0.9,0.99]", "model.overrides.depth=3", "data.crop_frames=64"])
     assert config_changes(saved, other) == ["model.overrides", "data.crop_frames", "train.betas"]
+    older = json.loads(json.dumps(saved))
+    del older["train"]["tensorboard"], older["pretrain"]["mse_weight"]   # a run saved before these existed
+    assert config_changes(older, saved) == []
 
 
 @pytest.mark.parametrize("command, marker", [

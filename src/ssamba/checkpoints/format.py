@@ -39,7 +39,34 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise named_os_error(exc, path) from exc
+        named = named_os_error(exc, path)
+        if named is exc:
+            raise
+        raise named from exc
+
+
+def atomic_write_all(writes: dict[Path, Callable[[str], None]]) -> None:
+    """Like :func:`atomic_write` for files that belong together (embeddings and their file list):
+    every one is written to a temp file first, and they are renamed into place only when all are
+    complete, so a failure leaves the previous set whole, never a new file beside an old one."""
+    done: dict[Path, str] = {}
+    current = next(iter(writes), None)
+    try:
+        for current, write in writes.items():
+            fd, tmp = tempfile.mkstemp(prefix=f".{current.name}.", suffix=".tmp", dir=current.parent)
+            os.close(fd)
+            done[current] = tmp
+            write(tmp)
+        for current, tmp in done.items():
+            os.replace(tmp, current)
+    except BaseException as exc:
+        for tmp in done.values():
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        named = named_os_error(exc, current)
+        if named is exc:
+            raise
+        raise named from exc
 
 
 def named_os_error(exc: BaseException, path: str | os.PathLike) -> BaseException:

@@ -10,7 +10,8 @@ def add_parser(sub) -> None:
                        description="Fetch (or reuse) the demo corpus, pretrain SSAMBA-tiny and SSAST-tiny for the "
                                    "same minutes, compare linear probes with random init and log-mel statistics, "
                                    "and write DIR/report.md and DIR/report.html.")
-    p.add_argument("--out", default="demo_out", type=Path, help="output folder (default: ./demo_out)")
+    p.add_argument("--out", default="demo_out", type=Path,
+                   help="output folder (default: ./demo_out); one holding a previous demo is refused")
     p.add_argument("--quick", action="store_true", help="smoke run: tiny models, a corpus subset, about 2 minutes")
     p.add_argument("--corpus", type=Path, default=None,
                    help="use this folder of audio instead of fetching the Debian corpus")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ssamba.checkpoints.format import atomic_write, atomic_write_text
+from ssamba.checkpoints.format import atomic_write_all
 from ssamba.errors import ConfigError
 
 
@@ -48,32 +48,39 @@ def run(args) -> int:
                          layers=args.layers)
     out.parent.mkdir(parents=True, exist_ok=True)
     names = [str(f) for f in result.files]
+    skipped_path = out.with_suffix(".skipped.txt")
     if args.timestamps:
         arrays = {"names": np.array(names)}
         for i, (emb, times) in enumerate(result.embeddings):
             arrays[f"embeddings_{i}"], arrays[f"timestamps_ms_{i}"] = emb, times
-        _write_array(out, lambda f: np.savez(f, **arrays))
+        writes = {out: _binary(lambda f: np.savez(f, **arrays))}
     else:
-        _write_array(out, lambda f: np.save(f, result.embeddings))
-        atomic_write_text(out.with_suffix(".files.txt"), "".join(n + "\n" for n in names))
+        writes = {out: _binary(lambda f: np.save(f, result.embeddings)),
+                  out.with_suffix(".files.txt"): _text("".join(n + "\n" for n in names))}
+    if result.skipped:
+        writes[skipped_path] = _text("".join(f"{p}\t{why}\n" for p, why in result.skipped))
+    atomic_write_all(writes)   # the outputs of one run are replaced together, or not at all
+    if not result.skipped and skipped_path.exists():
+        skipped_path.unlink()   # a previous run's list of skips does not describe this output
     shape = (len(names), "T", result.embeddings[0][0].shape[-1]) if args.timestamps and names else \
         getattr(result.embeddings, "shape", None)
     print(f"embedded {len(names)} file(s) -> {out} {shape}")
     for i, name in enumerate(names):
         print(f"{i}\t{name}")
     if result.skipped:
-        skipped_path = out.with_suffix(".skipped.txt")
-        atomic_write_text(skipped_path, "".join(f"{p}\t{why}\n" for p, why in result.skipped))
         print(f"skipped {len(result.skipped)} unreadable file(s), listed in {skipped_path}:", file=sys.stderr)
         for path, why in result.skipped:
             print(f"  {why}", file=sys.stderr)
     return 0
 
 
-def _write_array(path: Path, save) -> None:
-    """``save(file)`` into a temp file renamed over ``path``: a full disk leaves the previous output."""
+def _binary(save):
+    """A writer for atomic_write_all: ``save(file)`` into the temp file."""
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
             save(f)
+    return write
 
-    atomic_write(path, write)
+
+def _text(text: str):
+    return lambda tmp: Path(tmp).write_text(text, encoding="utf-8")

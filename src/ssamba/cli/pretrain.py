@@ -10,7 +10,7 @@ def add_parser(sub) -> None:
     p.add_argument("--config", help="YAML recipe path or bundled recipe name, e.g. ssamba_tiny_cpu "
                                     "(optional with --resume: the run's saved config is used)")
     p.add_argument("--data", help="audio folder, manifest (.txt/.csv/.json) or folder of WebDataset shards")
-    p.add_argument("--out", required=True, help="run directory (metrics.csv, checkpoints/)")
+    p.add_argument("--out", required=True, help="run directory (metrics.csv, checkpoints/); one holding a run needs --resume")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     p.set_defaults(func=run)

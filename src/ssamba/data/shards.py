@@ -70,7 +70,10 @@ def write_shards(source: str | Path, out_dir: str | Path, max_per_shard: int = 1
         for shard in sorted(staging.glob("shard-*.tar")):
             shard.replace(out_dir / shard.name)
     except OSError as exc:  # a full disk: nothing was moved into out_dir
-        raise named_os_error(exc, out_dir) from exc
+        named = named_os_error(exc, out_dir)
+        if named is exc:
+            raise
+        raise named from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return sorted(out_dir.glob("shard-*.tar"))

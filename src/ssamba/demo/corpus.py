@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import subprocess
 import time
@@ -32,6 +31,7 @@ from typing import Callable, Iterable, Sequence
 import soundfile as sf
 
 from ssamba.audio.io import AUDIO_EXTENSIONS, list_audio_files
+from ssamba.checkpoints.format import atomic_write_text
 from ssamba.demo.tasks import derive_labels, read_drumkit_xml
 from ssamba.errors import DataError
 
@@ -178,9 +178,7 @@ def save_manifest(corpus: DemoCorpus, path: str | Path) -> Path:
         "packages": [asdict(p) for p in corpus.packages],
         "files": [{k: v for k, v in asdict(f).items() if k != "path"} for f in corpus.files],
     }
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=1, ensure_ascii=False))
     return path
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Sequence
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ssamba.checkpoints.format import atomic_write
 from ssamba.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -97,9 +97,13 @@ def compute_fbanks(paths: Sequence[Path], cache_dir: str | Path | None, preset: 
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         offsets = np.cumsum([0] + [len(f) for f in fbanks])
-        tmp = cache.with_name(cache.name + f".tmp{os.getpid()}.npz")
-        np.savez(tmp, frames=np.concatenate(fbanks), offsets=offsets)
-        os.replace(tmp, cache)
+        frames = np.concatenate(fbanks)
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:
+                np.savez(f, frames=frames, offsets=offsets)
+
+        atomic_write(cache, write)
     return FbankStore(paths, fbanks, config, pad_value)
 
 

@@ -8,6 +8,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ssamba.checkpoints.format import atomic_write
+
 # methods in table / chart order; the headline uses the official mean pooling
 HEADLINE = ("log-mel stats", "SSAMBA random init", "SSAMBA pretrained", "SSAST pretrained")
 CHART = ("log-mel stats", "SSAMBA random init", "SSAMBA pretrained", "SSAMBA pretrained, mean‖std", "SSAST pretrained")
@@ -51,7 +53,7 @@ def plot_loss_curves(runs: dict[str, dict], path: Path) -> Path:
         ax.legend()
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     plt.close(fig)
     return path
 
@@ -86,7 +88,7 @@ def plot_probe_bars(results: Sequence, chance: dict[str, float], path: Path, met
     ax.legend(fontsize=8, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.1))
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     plt.close(fig)
     return path
 
@@ -109,7 +111,7 @@ def plot_accuracy_by_layer(results: Sequence, depth_results: Sequence, path: Pat
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     plt.close(fig)
     return path
 
@@ -137,7 +139,7 @@ def plot_embedding_pca(embeddings: dict[str, np.ndarray], labels: Sequence[str],
         axes[0][-1].legend(fontsize=7, markerscale=1.5, loc="center left", bbox_to_anchor=(1, 0.5))
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     plt.close(fig)
     return path
 

@@ -36,6 +36,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ssamba.checkpoints.format import atomic_write_text
 from ssamba.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -296,7 +297,7 @@ def run_demo(out_dir: str | Path = "demo_out", corpus: str | Path | None = None,
     report = write_report(out, config=config, corpus=corpus_info, tasks=tasks, runs=runs, results=results,
                           timings=stages.seconds, environment=environment, images=images,
                           depth_results=depth_results, finetune_runs=finetune_runs)
-    (out / "results.json").write_text(json.dumps({"config": asdict(config), "results": [r.row() for r in results],
+    atomic_write_text(out / "results.json", json.dumps({"config": asdict(config), "results": [r.row() for r in results],
                                                   "per_layer": [r.row() for r in depth_results],
                                                   "finetune_runs": finetune_runs,
                                                   "timings_s": stages.seconds, "corpus": corpus_info}, indent=1))

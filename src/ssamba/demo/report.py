@@ -14,6 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
+from ssamba.checkpoints.format import atomic_write_text
 from ssamba.demo.figures import FINETUNE_HEADLINE, HEADLINE
 
 
@@ -247,6 +248,6 @@ def write_report(out: Path, **parts: Any) -> dict[str, Path]:
     """Write `report.md` and `report.html` in `out` from `build_document(**parts)`."""
     doc = build_document(**parts)
     md, page = out / "report.md", out / "report.html"
-    md.write_text(render_markdown(doc, out), encoding="utf-8")
-    page.write_text(render_html(doc), encoding="utf-8")
+    atomic_write_text(md, render_markdown(doc, out))
+    atomic_write_text(page, render_html(doc))
     return {"md": md, "html": page}

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from ssamba.errors import ConfigError
+from ssamba.errors import ConfigError, DataError
 from ssamba.pretrain.task import MaskedPatchConfig, MaskedPatchPretraining
 from ssamba.train.checkpointing import load_checkpoint
 from ssamba.train.config import TrainConfig, apply_overrides, from_dict, load_yaml, to_dict
@@ -86,7 +86,8 @@ RESUMABLE_KEYS = frozenset({
 
 def config_changes(saved: dict[str, Any], run: dict[str, Any]) -> list[str]:
     """Dotted keys whose values differ between a run's saved config and ``run`` (both validated
-    section dicts), leaving out ``RESUMABLE_KEYS``: a resume must continue the same training."""
+    section dicts), leaving out ``RESUMABLE_KEYS``: a resume must continue the same training.
+    Settings the saved run did not record (added in a later version) are not compared."""
     def flat(section: str, values: Any) -> dict[str, Any]:
         values = json.loads(json.dumps(values or {}))  # tuples vs lists: compare as saved
         return {f"{section}.{k}": v for k, v in values.items()}
@@ -94,7 +95,7 @@ def config_changes(saved: dict[str, Any], run: dict[str, Any]) -> list[str]:
     changed = []
     for section in SECTIONS:
         old, new = flat(section, saved.get(section)), flat(section, run.get(section))
-        changed += [k for k in sorted(set(old) | set(new)) if k not in RESUMABLE_KEYS and old.get(k) != new.get(k)]
+        changed += [k for k in sorted(old) if k not in RESUMABLE_KEYS and old[k] != new.get(k)]
     return changed
 
 
@@ -180,6 +181,8 @@ def run_pretraining(config: dict | str | Path | None, data: str | Path | None, o
                               "only how long and how it runs may change (e.g. train.max_steps)")
     train = TrainConfig(**run["train"])
     dataset, valid = build_datasets(data, DataConfig(**run["data"]), train.seed)
+    if not isinstance(dataset, torch.utils.data.IterableDataset) and len(dataset) < train.batch_size:
+        raise DataError(f"{data}: {len(dataset)} clips, fewer than one batch (train.batch_size={train.batch_size})")
     task = build_task(run, encoder)
     if valid is not None and train.monitor not in task.metric_names():
         raise ConfigError(f"train.monitor={train.monitor!r}: pretrain.objective={task.config.objective} reports "

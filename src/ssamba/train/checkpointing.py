@@ -64,7 +64,10 @@ def save_checkpoint(run_dir: str | Path, step: int, model_state: dict[str, torch
         torch.save(trainer_state, tmp / STATE_FILE)
     except BaseException as exc:  # e.g. the disk filled: leave no half checkpoint; `last` still points to the old one
         shutil.rmtree(tmp, ignore_errors=True)
-        raise named_os_error(exc, final) from exc
+        named = named_os_error(exc, final)
+        if named is exc:
+            raise
+        raise named from exc
     if final.exists():  # re-saving the same step (e.g. the final save right after a periodic one)
         old = root / f".old-{name}-{os.getpid()}"
         os.replace(final, old)

@@ -4,8 +4,11 @@ TensorBoard scalars when it is installed, and the loss-curve PNG drawn from the 
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Any
+
+from ssamba.checkpoints.format import atomic_write_text
 
 METRICS_FILE = "metrics.csv"
 EVAL_FILE = "eval.csv"
@@ -20,16 +23,16 @@ class MetricsLog:
         self.path = Path(out_dir) / METRICS_FILE
         self.fields: list[str] | None = None
         if resume_step is not None and self.path.exists():
-            with self.path.open() as f:
-                rows = list(csv.DictReader(f))
-            if rows:
-                self.fields = list(rows[0].keys())
-            rows = [r for r in rows if int(r["step"]) <= resume_step]
-            with self.path.open("w", newline="") as f:
-                if self.fields:
-                    w = csv.DictWriter(f, self.fields)
-                    w.writeheader()
-                    w.writerows(rows)
+            with self.path.open(newline="") as f:
+                reader = csv.DictReader(f)
+                self.fields = list(reader.fieldnames or []) or None
+                rows = [r for r in reader if _complete(r) and int(r["step"]) <= resume_step]
+            if self.fields:  # rewritten atomically: a full disk here leaves the old file
+                out = io.StringIO()
+                w = csv.DictWriter(out, self.fields)
+                w.writeheader()
+                w.writerows(rows)
+                atomic_write_text(self.path, out.getvalue())
         elif self.path.exists():
             self.path.unlink()
         self.tb = None
@@ -56,6 +59,17 @@ class MetricsLog:
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+
+
+def _complete(row: dict) -> bool:
+    """A whole row: a write cut short (a full disk, a kill) leaves a last row with missing fields."""
+    if None in row or any(v is None for v in row.values()):
+        return False
+    try:
+        int(row["step"])
+    except (KeyError, ValueError):
+        return False
+    return True
 
 
 def append_csv(path: Path, row: dict[str, Any]) -> None:
