@@ -23,7 +23,8 @@ $(STAMP): pyproject.toml constraints.txt
 # numba compiled for a generic x86-64 into an empty cache. A suite green only on the
 # developer's CPU is not green.
 NUMERIC_TESTS := tests/test_fbank.py tests/test_scan.py tests/test_models_fused.py tests/test_models.py \
-	tests/test_official_parity.py tests/test_layer_outputs.py tests/test_inference.py
+	tests/test_official_parity.py tests/test_layer_outputs.py tests/test_inference.py \
+	tests/test_bimamba_train.py tests/test_scan_export.py
 
 test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
