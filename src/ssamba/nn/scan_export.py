@@ -29,7 +29,7 @@ from ssamba.nn.scan_io import finish_output, prepare_inputs
 
 
 def default_chunk_size(length: int) -> int:
-    """~sqrt(L), clamped to [8, 64]: balances the two unrolled loops (Q + K steps)."""
+    """~sqrt(L), clamped to [8, 64]: keeps both unrolled loops short (2 Q in-chunk steps, K carries)."""
     return int(min(64, max(8, round(math.sqrt(max(length, 1))))))
 
 
