@@ -105,6 +105,7 @@ def _biscan_kernel(u, delta, xdbl, A, D, bias, z, out, L, R, parts, pre_gate, ck
                 for j in range(LANES):
                     ys[t, j] = _ZERO
             for d in range(2):
+                Bv, Cv = xdbl[d, :, R:R + N], xdbl[d, :, R + N:]
                 load_direction(u, delta, A, D, bias, d, row0, base, first, dts, None, dtus, ys, rates)
                 for n in range(N):
                     for j in range(LANES):
@@ -120,7 +121,7 @@ def _biscan_kernel(u, delta, xdbl, A, D, bias, z, out, L, R, parts, pre_gate, ck
                                 ckpt[d, block, k, n, j] = h[n, j]
                     for j in range(LANES):
                         y_row[j] = _ZERO
-                    scan_step(h, rates, dts, dtus, t, xdbl[d, :, R:R + N], xdbl[d, :, R + N:], row, y_row)
+                    scan_step(h, rates, dts, dtus, t, Bv, Cv, row, y_row)
                     for j in range(LANES):
                         ys[t, j] += y_row[j]
             for t in range(L):
