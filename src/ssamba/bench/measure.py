@@ -6,8 +6,8 @@ kernel's peak-RSS high-water mark belongs to that configuration alone:
 
 Engines: ``torch`` runs the model's ``forward_features``; ``onnxruntime`` exports it first
 (``ssamba.export.to_onnx``, float32 or int8, into a temporary directory) and runs the graph in an
-onnxruntime session with the memory arena off, so each run's activations are freed and the peak
-below is one run's.
+onnxruntime session with the memory arena off; its baseline is taken once the session is built,
+before the first run.
 
 Memory: CPU — after the model and input are built and one tiny (one patch column) forward has
 loaded the kernels' code, write 5 to ``/proc/self/clear_refs`` (this resets VmHWM to the
@@ -179,11 +179,10 @@ def _measure(spec: MeasureSpec, tmp: str | None) -> MeasureResult:
     dtype = getattr(torch, spec.dtype)
     cuda = fbank.device.type == "cuda"
     if tmp is not None:
-        # the graph's window is fixed: one full run loads the kernels; without the arena it frees
-        # its activations, so the baseline holds code and weights and the peak one run's activations
+        # the session has built its kernels when it is created: the baseline is taken before any
+        # run (after a run, freed activations stay in the allocator's heap and would hide the peak)
         run = _onnx_step(model, fbank, spec, tmp)
         del model
-        run()
     else:
         def run():
             _step(model, fbank, spec.mode == "train", dtype)
