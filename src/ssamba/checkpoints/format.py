@@ -30,19 +30,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """Write via ``write(tmp_path)`` to a temp file in the same directory, then os.replace it into
     place: a reader sees the old file or the new one, never half of one. An OSError without a
     file name (a write on a full disk) is re-raised naming ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        named = named_os_error(exc, path)
-        if named is exc:
-            raise
-        raise named from exc
+    atomic_write_all({Path(path): write})
 
 
 def atomic_write_all(writes: dict[Path, Callable[[str], None]]) -> None:

@@ -27,9 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssamba.nn._numba import LANES
 from ssamba.nn.droppath import DropPath
-from ssamba.nn.scan import _fused_max_state, _numba_works, resolve_backend, selective_scan
+from ssamba.nn.scan import _fused_lanes, _fused_max_state, _numba_works, resolve_backend, selective_scan
 
 FUSED_TRAINING_ENV = "SSAMBA_FUSED_TRAINING"
 
@@ -96,7 +95,7 @@ class BiMamba(nn.Module):
         return (not _exporting() and hidden.device.type == "cpu" and hidden.dtype == torch.float32
                 and not torch.is_autocast_enabled("cpu")  # autocast makes the projections bfloat16
                 and self.A_log.dtype == torch.float32 and self.d_state <= _fused_max_state()
-                and self.d_inner >= LANES  # the time-major kernels take channels LANES at a time
+                and self.d_inner >= _fused_lanes()  # the time-major kernels take LANES channels at a time
                 and resolve_backend(hidden, self.scan_backend) == "fused")
 
     def _needs_grad(self, hidden: torch.Tensor) -> bool:

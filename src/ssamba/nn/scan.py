@@ -91,6 +91,12 @@ def _fused_max_state() -> int:
     return MAX_STATE
 
 
+def _fused_lanes() -> int:
+    """Channels per block of the fused kernels (the time-major mixer kernels need d_inner >= it)."""
+    from ssamba.nn._numba import LANES
+    return LANES
+
+
 def available_backends(device: torch.device | str = "cpu") -> list[str]:
     """Backends that can run on ``device`` in this environment, in order of preference."""
     device = torch.device(device)
