@@ -56,6 +56,11 @@ def _prefer_workqueue_threads() -> None:
 _prefer_workqueue_threads()
 _LAUNCH_LOCK = threading.Lock()
 
+
+def worker_parts(items: int) -> int:
+    """How many contiguous ranges of ``items`` to hand to numba's workers (one per thread)."""
+    return max(1, min(numba.get_num_threads(), items))
+
 _F = np.float32
 _LOG2E = _F(1.4426950408889634)
 _LN2_HI = _F(0.693359375)          # ln 2 split in two (Cody-Waite) so x - k·ln2 is exact

@@ -20,12 +20,22 @@ any flip: it is the same mixer with the roles of the two directions' parameters 
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 import torch
 from numba import carray, njit, prange
 
-from ssamba.nn._numba import _LAUNCH_LOCK, _LOG2E, _ONE, _ZERO, LANES, SEGMENT, _sigmoid32, _softplus32, _stack_float32
+from ssamba.nn._numba import (
+    _LAUNCH_LOCK,
+    _LOG2E,
+    _ONE,
+    _ZERO,
+    LANES,
+    SEGMENT,
+    _sigmoid32,
+    _softplus32,
+    _stack_float32,
+    worker_parts,
+)
 from ssamba.nn.scan_fused import scan_step
 
 _F = np.float32
@@ -197,7 +207,7 @@ def bimamba_inference(mixer, hidden: torch.Tensor, reverse: bool = False) -> tor
         params = _direction_params(mixer, reverse)
         xz = torch.matmul(hidden.reshape(rows, -1), mixer.in_proj.weight.t())    # (rows, 2E)
         u = xz.new_empty(2, rows, E)
-        parts = max(1, min(numba.get_num_threads(), batch * ((E + LANES - 1) // LANES)))  # scan work items
+        parts = worker_parts(batch * ((E + LANES - 1) // LANES))  # scan work items
         xz_np = xz.numpy()
         with _LAUNCH_LOCK:
             _conv_silu_kernel(xz_np, params["conv_w"].numpy(), params["conv_b"].numpy(),

@@ -20,7 +20,6 @@ The adjoint recurrence is ``ssamba.nn.scan_fused.adjoint_segments`` (equations t
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -35,6 +34,7 @@ from ssamba.nn._numba import (
     SEGMENT,
     _sigmoid32,
     _stack_float32,
+    worker_parts,
 )
 from ssamba.nn.bimamba_fused import (
     _biscan_kernel,
@@ -200,16 +200,12 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().numpy()
 
 
-def _parts(work_items: int) -> int:
-    return max(1, min(numba.get_num_threads(), work_items))
-
-
 def _conv(xz: torch.Tensor, conv_w: torch.Tensor, conv_b: torch.Tensor, length: int) -> torch.Tensor:
     """u (2, rows, E) = SiLU(conv) of both directions, from the in_proj output (rows, 2E)."""
     rows, E = xz.shape[0], conv_w.shape[2]
     u = xz.new_empty(2, rows, E)
     with _LAUNCH_LOCK:
-        _conv_silu_kernel(_np(xz), _np(conv_w), _np(conv_b), _np(u), length, _parts(2 * rows))
+        _conv_silu_kernel(_np(xz), _np(conv_w), _np(conv_b), _np(u), length, worker_parts(2 * rows))
     return u
 
 
@@ -240,7 +236,7 @@ class BiMambaCore(torch.autograd.Function):
         ckpt = xz.new_empty(2, blocks, (length + SEGMENT - 1) // SEGMENT, N, LANES)
         with _LAUNCH_LOCK:
             _biscan_kernel(_np(u), _np(delta), _np(xdbl), _np(A), _np(D), _np(dt_b),
-                           _np(xz)[:, E:], _np(y), length, R, _parts(blocks), _np(pre_gate),
+                           _np(xz)[:, E:], _np(y), length, R, worker_parts(blocks), _np(pre_gate),
                            _np(ckpt), True)
         ctx.save_for_backward(hidden, in_w, conv_w, conv_b, x_w, dt_w, dt_b, A, D, out_w, xdbl, pre_gate, ckpt)
         ctx.length = length
@@ -253,7 +249,7 @@ class BiMambaCore(torch.autograd.Function):
         rows, E = hidden.shape[0], conv_w.shape[2]
         R, N = dt_w.shape[1], A.shape[2]
         batch = rows // length
-        parts = _parts(ckpt.shape[1])
+        parts = worker_parts(ckpt.shape[1])
         dout = dout.float().contiguous()
         xz = hidden @ in_w.t()
         z = xz[:, E:]
@@ -275,7 +271,7 @@ class BiMambaCore(torch.autograd.Function):
         d_dt_w = torch.bmm(xdbl[..., :R].transpose(1, 2), ddelta)
         d_x_w = torch.bmm(u.transpose(1, 2), dxdbl)
         du.baddbmm_(dxdbl, x_w.transpose(1, 2))
-        conv_parts = _parts(rows)
+        conv_parts = worker_parts(rows)
         d_conv_w = conv_w.new_empty(conv_parts, *conv_w.shape)
         d_conv_b = conv_b.new_empty(conv_parts, *conv_b.shape)
         with _LAUNCH_LOCK:

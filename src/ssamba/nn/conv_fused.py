@@ -12,12 +12,11 @@ SiLU(bias + sum_k weight[:, k] · x[:, t - (K-1) + k]) (zero padding on the left
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 import torch
 from numba import njit, prange
 
-from ssamba.nn._numba import _LAUNCH_LOCK, _ONE, _sigmoid32
+from ssamba.nn._numba import _LAUNCH_LOCK, _ONE, _sigmoid32, worker_parts
 
 
 @njit(fastmath=True, cache=True, error_model="numpy", inline="always")
@@ -80,10 +79,6 @@ def _conv_silu_backward(x, weight, bias, dout, dx, dweight_rows, dbias_rows, par
                 dweight_rows[row, k] = dw
 
 
-def _parts(rows: int) -> int:
-    return max(1, min(numba.get_num_threads(), rows))
-
-
 class _ConvSiluFunction(torch.autograd.Function):
     """Autograd wrapper: float32, contiguous CPU inputs."""
 
@@ -93,7 +88,7 @@ class _ConvSiluFunction(torch.autograd.Function):
         out = torch.empty_like(x)
         with _LAUNCH_LOCK:
             _conv_silu_forward(x.detach().view(batch * C, L).numpy(), weight.detach().numpy(),
-                               bias.detach().numpy(), out.view(batch * C, L).numpy(), _parts(batch * C))
+                               bias.detach().numpy(), out.view(batch * C, L).numpy(), worker_parts(batch * C))
         ctx.save_for_backward(x, weight, bias)
         return out
 
@@ -110,7 +105,7 @@ class _ConvSiluFunction(torch.autograd.Function):
             _conv_silu_backward(x.detach().view(batch * C, L).numpy(), weight.detach().numpy(),
                                 bias.detach().numpy(), dout.view(batch * C, L).numpy(),
                                 dx.view(batch * C, L).numpy(), dweight_rows.view(batch * C, K).numpy(),
-                                dbias_rows.view(batch * C).numpy(), _parts(batch * C))
+                                dbias_rows.view(batch * C).numpy(), worker_parts(batch * C))
         return dx, dweight_rows.sum(0), dbias_rows.sum(0)
 
 

@@ -26,7 +26,6 @@ O(batch·E·L) and the work is compute-bound (dominated by the L·E·N exponenti
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 import torch
 from numba import carray, njit, prange
@@ -45,6 +44,7 @@ from ssamba.nn._numba import (
     _sigmoid32,
     _softplus32,
     _stack_float32,
+    worker_parts,
 )
 
 
@@ -333,11 +333,6 @@ def _np(t: torch.Tensor, *shape: int) -> np.ndarray:
 _EMPTY_2D = np.zeros((1, 1), dtype=np.float32)
 
 
-def _worker_parts(channels: int) -> int:
-    """How many contiguous channel ranges to hand to numba's workers (one per thread)."""
-    return max(1, min(numba.get_num_threads(), channels))
-
-
 class _FusedScanFunction(torch.autograd.Function):
     """Autograd wrapper; inputs are float32, contiguous, CPU; Bt/Ct are (batch, G, L, N)."""
 
@@ -355,7 +350,7 @@ class _FusedScanFunction(torch.autograd.Function):
                             _np(Bt, rows, N), _np(Ct, rows, N), D.detach().numpy(),
                             _np(z, channels, L) if z is not None else _EMPTY_2D,
                             delta_bias.detach().numpy(), _np(out, channels, L), _np(last, channels, N),
-                            ckpt.numpy(), E, G, bool(softplus), z is not None, _worker_parts(channels))
+                            ckpt.numpy(), E, G, bool(softplus), z is not None, worker_parts(channels))
         ctx.save_for_backward(u, delta, A, Bt, Ct, D, z, delta_bias, ckpt)
         ctx.softplus = bool(softplus)
         return out, last
@@ -367,7 +362,7 @@ class _FusedScanFunction(torch.autograd.Function):
         N = A.shape[1]
         G = Bt.shape[1]
         rows, channels = batch * G * L, batch * E
-        parts = _worker_parts(channels)
+        parts = worker_parts(channels)
         dout = dout.float().contiguous() if dout is not None else torch.zeros_like(u)
         dlast = dlast.float().contiguous() if dlast is not None else u.new_zeros(batch, E, N)
         du, ddelta = torch.empty_like(u), torch.empty_like(u)
