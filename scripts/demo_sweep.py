@@ -32,7 +32,7 @@ from ssamba.demo.embeddings import encoder_embeddings
 from ssamba.demo.evaluate import probe_tasks
 from ssamba.demo.features import compute_fbanks
 from ssamba.demo.finetune import finetune_tasks
-from ssamba.demo.pipeline import DEFAULT_CACHE, DemoConfig, _load_corpus, pretrain, random_init_encoder
+from ssamba.demo.pipeline import DEFAULT_CACHE, MIN_CLIP_SECONDS, DemoConfig, _load_corpus, pretrain, random_init_encoder
 from ssamba.demo.tasks import DemoTask, TaskConfig, _split_groups, build_demo_tasks
 from ssamba.downstream.probe import ProbeConfig
 from ssamba.models import load as load_encoder
@@ -61,17 +61,17 @@ def dev_split(task: DemoTask) -> DemoTask:
 
 
 def score(encoder: torch.nn.Module, name: str, tasks, fbank_of, pad_value: float, recipe, out: Path,
-          seed: int, probe: bool = True) -> list[dict]:
-    """Dev-valid accuracy of `encoder`: linear probe on mean‖std (if `probe`) and fine-tuning."""
+          seed: int, probe: ProbeConfig | None) -> list[dict]:
+    """Dev-valid accuracy of `encoder`: linear probe on mean‖std (unless `probe` is None) and fine-tuning."""
     rows = []
-    if probe:
+    if probe is not None:
         paths = sorted({i.path.resolve() for t in tasks for i in t.train_items + t.test_items})
         row_of = {p: k for k, p in enumerate(paths)}
         torch.set_num_threads(recipe.threads)
         pooled = encoder_embeddings(encoder, [fbank_of(p) for p in paths])
         torch.set_num_threads(1)
-        rows += [r.row() | {"kind": "probe"} for r in probe_tasks(tasks, {name: pooled["mean_std"]}, row_of,
-                                                                   ProbeConfig(weight_decay=1e-3, max_iter=150), seed)]
+        rows += [r.row() | {"kind": "probe"} for r in probe_tasks(tasks, {name: pooled["mean_std"]}, row_of, probe,
+                                                                   seed)]
     torch.set_num_threads(recipe.threads)
     results, runs = finetune_tasks(tasks, {name: lambda: encoder}, fbank_of, pad_value, recipe, out, seed,
                                    say=lambda line: print(line, file=sys.stderr, flush=True))
@@ -86,7 +86,8 @@ def run(out: Path, minutes: float, finetune_seconds: float, only: list[str] | No
     done = {json.loads(line)["setting"] for line in done_file.read_text().splitlines()} if done_file.exists() else set()
     base = DemoConfig(minutes=minutes, finetune_seconds=finetune_seconds)
     corpus = _load_corpus(None, DEFAULT_CACHE, print)
-    corpus.files = [f for f in corpus.files if f.duration >= 0.03]
+    corpus.files = [f for f in corpus.files if f.duration >= MIN_CLIP_SECONDS]
+    probe = ProbeConfig(weight_decay=base.probe_weight_decay, max_iter=base.probe_max_iter)
     demo_tasks = build_demo_tasks(corpus.files, TaskConfig(seed=base.seed, max_per_class=base.max_per_class))
     tasks = [dev_split(t) for t in demo_tasks]
     held_out = {i.path.resolve() for t in demo_tasks for i in t.test_items}
@@ -106,11 +107,11 @@ def run(out: Path, minutes: float, finetune_seconds: float, only: list[str] | No
             summary = pretrain("ssamba", store.take(pretraining), store.pad_value, config, out / name / "ssamba")
             encoder = load_encoder(summary["encoder_dir"])
             rows += score(encoder, "pretrained", tasks, fbank_of, store.pad_value, config.finetune_recipe(),
-                          out / name / "finetune", config.seed)
+                          out / name / "finetune", config.seed, probe)
             if name == BASELINE:
                 random_init = random_init_encoder(summary["run_config"])
                 rows += score(random_init, "random init", tasks, fbank_of, store.pad_value,
-                              config.finetune_recipe(), out / name / "finetune", config.seed)
+                              config.finetune_recipe(), out / name / "finetune", config.seed, probe)
             facts = {"steps": summary["steps"], "final": {k: summary["metrics"].get(k) for k in ("acc", "mse", "nce")},
                      "run_config": summary["run_config"]}
         else:
@@ -121,7 +122,7 @@ def run(out: Path, minutes: float, finetune_seconds: float, only: list[str] | No
             pretrained = load_encoder(out / BASELINE / "ssamba" / "encoder")
             for label, encoder in (("pretrained", pretrained), ("random init", random_init)):
                 rows += score(encoder, label, tasks, fbank_of, store.pad_value, recipe, out / name / "finetune",
-                              base.seed, probe=False)
+                              base.seed, probe=None)
             facts = {}
         record = {"setting": name, "kind": kind, "overrides": overrides, "minutes": overrides.get("minutes", minutes),
                   "seconds": round(time.perf_counter() - t0, 1), **facts, "rows": rows}

@@ -67,7 +67,7 @@ def test_report_has_every_task_and_method_with_accuracies_inside_their_intervals
         assert tables[r["task"]][r["method"]][0] == pytest.approx(100 * r["accuracy"], abs=0.051)
     # the synthetic tasks are easy: log-mel statistics must be far above chance on most of them
     assert sum(tables[t]["log-mel stats"][0] > 60 for t in TASKS) >= 3
-    for needle in ("## Timings", "pretrain ssamba", "pretrain ssast", "## Corpus", "Exactly what was run",
+    for needle in ("## Goals", "## Timings", "pretrain ssamba", "pretrain ssast", "## Corpus", "Exactly what was run",
                    '"max_minutes": 0.05', "Quick mode"):
         assert needle in report
     assert f"report: {(out / 'report.md').resolve()}" in run.stdout
