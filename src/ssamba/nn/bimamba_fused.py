@@ -136,11 +136,13 @@ def _biscan_kernel(u, delta, xdbl, A, D, bias, z, out, L, R, parts, pre_gate, ck
                         ys[t, j] += y_row[j]
             for t in range(L):
                 row = row0 + t
-                for j in range(first, LANES):
+                for j in range(LANES):   # every lane into stack scratch, so the sigmoid vectorises
                     zt = z[row, base + j]
+                    y_row[j] = ys[t, j] * zt * _sigmoid32(zt) * _HALF
+                for j in range(first, LANES):
                     if train:
                         pre_gate[row, base + j] = ys[t, j]
-                    out[row, base + j] = ys[t, j] * zt * _sigmoid32(zt) * _HALF
+                    out[row, base + j] = y_row[j]
 
 
 @njit(fastmath=True, cache=True, error_model="numpy", inline="always")
