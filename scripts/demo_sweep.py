@@ -80,10 +80,16 @@ def score(encoder: torch.nn.Module, name: str, tasks, fbank_of, pad_value: float
     return rows
 
 
+def read_records(out: Path) -> dict[str, dict]:
+    """Finished settings of the sweep in `out`, by name (rows.jsonl holds one record per line)."""
+    path = out / "rows.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return {record["setting"]: record for record in map(json.loads, lines)}
+
+
 def run(out: Path, minutes: float, finetune_seconds: float, only: list[str] | None) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    done_file = out / "rows.jsonl"
-    done = {json.loads(line)["setting"] for line in done_file.read_text().splitlines()} if done_file.exists() else set()
+    done = read_records(out)
     base = DemoConfig(minutes=minutes, finetune_seconds=finetune_seconds)
     corpus = _load_corpus(None, DEFAULT_CACHE, print)
     corpus.files = [f for f in corpus.files if f.duration >= MIN_CLIP_SECONDS]
@@ -115,8 +121,7 @@ def run(out: Path, minutes: float, finetune_seconds: float, only: list[str] | No
             facts = {"steps": summary["steps"], "final": {k: summary["metrics"].get(k) for k in ("acc", "mse", "nce")},
                      "run_config": summary["run_config"]}
         else:
-            baseline = next(json.loads(line) for line in done_file.read_text().splitlines()
-                            if json.loads(line)["setting"] == BASELINE)
+            baseline = done[BASELINE]
             recipe = replace(base.finetune_recipe(), **overrides)
             random_init = random_init_encoder(baseline["run_config"])
             pretrained = load_encoder(out / BASELINE / "ssamba" / "encoder")
@@ -126,15 +131,15 @@ def run(out: Path, minutes: float, finetune_seconds: float, only: list[str] | No
             facts = {}
         record = {"setting": name, "kind": kind, "overrides": overrides, "minutes": overrides.get("minutes", minutes),
                   "seconds": round(time.perf_counter() - t0, 1), **facts, "rows": rows}
-        with open(done_file, "a") as f:
+        with open(out / "rows.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
-        done.add(name)
+        done[name] = record
         print(f"[sweep] {name}: {record['seconds'] / 60:.1f} min", file=sys.stderr, flush=True)
 
 
 def table(out: Path) -> str:
     """Markdown: one line per (setting, encoder, kind), accuracy % (95 % interval) per task."""
-    records = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
+    records = list(read_records(out).values())
     task_names = list(dict.fromkeys(r["task"] for rec in records for r in rec["rows"]))
     lines = ["| setting | encoder | scored by | " + " | ".join(task_names) + " | mean |",
              "|---" * (len(task_names) + 4) + "|"]
