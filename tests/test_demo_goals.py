@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from ssamba.demo.evaluate import ProbeResult
-from ssamba.demo.report import goals
+from ssamba.demo.report import goals, verdict
 
 TASKS = [SimpleNamespace(name=n) for n in ("voice_pack", "word", "drum_instrument", "language")]
 
@@ -65,3 +65,11 @@ def test_counts_scale_with_the_number_of_tasks():
     needed = {r[0]: r[1] for r in rows}
     assert list(needed.values()) == ["ahead on 1, intervals apart on 1", "ahead on 1", "intervals apart on 1",
                                      "intervals apart on 1"]
+
+
+def test_verdict_sentences_and_win_counts_follow_the_intervals():
+    lines, wins = verdict(results(PROBES), TASKS)
+    assert wins == {"random init": 1, "log-mel stats": 0}
+    voice, word = lines[0], lines[1]
+    assert "better than random init (45.0 vs 30.0 %)" in voice and "worse than log-mel stats (45.0 vs 70.0 %)" in voice
+    assert "not distinguishable from random init" in word and "not distinguishable from log-mel stats" in word

@@ -26,6 +26,11 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
+def _apart(a, b) -> int:
+    """+1 when a's interval lies above b's, -1 below, 0 when they overlap."""
+    return 1 if a.ci_low > b.ci_high else -1 if a.ci_high < b.ci_low else 0
+
+
 def verdict(results: Sequence, tasks: Sequence) -> tuple[list[str], dict[str, int]]:
     """Sentences comparing pretrained SSAMBA (official mean) with random init and log-mel per task,
     counting a win only when the 95 % intervals do not overlap."""
@@ -36,21 +41,12 @@ def verdict(results: Sequence, tasks: Sequence) -> tuple[list[str], dict[str, in
         parts = []
         for key, method in (("random init", "SSAMBA random init"), ("log-mel stats", "log-mel stats")):
             other = by[(t.name, method)]
-            if ours.ci_low > other.ci_high:
-                wins[key] += 1
-                word = "better than"
-            elif ours.ci_high < other.ci_low:
-                word = "worse than"
-            else:
-                word = "not distinguishable from"
+            side = _apart(ours, other)
+            wins[key] += int(side > 0)
+            word = {1: "better than", -1: "worse than", 0: "not distinguishable from"}[side]
             parts.append(f"{word} {key} ({_pct(ours.accuracy)} vs {_pct(other.accuracy)} %)")
         lines.append(f"**{t.name}**: pretrained SSAMBA is " + "; ".join(parts) + ".")
     return lines, wins
-
-
-def _apart(a, b) -> int:
-    """+1 when a's interval lies above b's, -1 below, 0 when they overlap."""
-    return 1 if a.ci_low > b.ci_high else -1 if a.ci_high < b.ci_low else 0
 
 
 SSAMBA_PRETRAINED = ("SSAMBA pretrained", "SSAMBA pretrained, mean‖std", "SSAMBA pretrained, fine-tuned")
