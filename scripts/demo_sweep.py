@@ -47,6 +47,8 @@ SETTINGS: dict[str, tuple[str, dict]] = {
     "mask ratio 0.75": ("pretrain", {"mask_ratio": 0.75}),
     "depth 4": ("pretrain", {"depth": 4}),
     "30 minutes": ("pretrain", {"minutes": 30.0}),   # what more CPU time buys
+    "finetune LP-FT": ("finetune", {"head_init": "probe"}),
+    "finetune LP-FT, mean‖std head": ("finetune", {"head_init": "probe", "pooling": "mean_std"}),
 }
 
 

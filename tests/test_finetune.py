@@ -123,3 +123,19 @@ def test_frozen_encoder_trains_only_the_head():
     out = task((torch.randn(2, 128, 128), torch.eye(3)[:2]))
     out["loss"].backward()
     assert task.head.linear.weight.grad is not None and encoder.pos_embed.grad is None
+
+
+def test_probe_head_init_starts_where_the_probe_ends(finetuned, tmp_path):
+    """LP-FT with mean‖std pooling on the same fold: the first training step's loss is the fitted
+    probe's, well below a random head's (about ln 4 = 1.39 for 4 classes)."""
+    root, csv_path, _ = finetuned
+    config = FinetuneConfig(dataset="csv", model="ssamba_tiny", fstride=16, tstride=16, loss="ce", folds=[1],
+                            features="speechcommands", augment="none", model_overrides=TINY,
+                            head_init="probe", pooling="mean_std")
+    torch.manual_seed(0)
+    results = finetune(config, train_config(2), csv_path, tmp_path / "run")
+    assert set(results["runs"]) == {"fold1"} and results["finetune"]["head_init"] == "probe"
+    first = read_metrics(tmp_path / "run" / "fold1" / "metrics.csv")[0]["loss"]
+    random_first = read_metrics(root / "run" / "fold1" / "metrics.csv")[0]["loss"]
+    assert first < random_first - 0.3, (first, random_first)
+    assert load_finetuned(tmp_path / "run" / "fold1" / "model")[0].pooling == "mean_std"

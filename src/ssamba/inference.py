@@ -30,6 +30,7 @@ from ssamba.config import check_choice
 from ssamba.errors import AudioError, ConfigError
 from ssamba.features import FeatureExtractor
 from ssamba.features.extractor import feature_config_for
+from ssamba.models.encoder import mean_std_pool
 
 FRAME_SHIFT_MS = 10.0
 POOLINGS = ("mean", "mean_std", "per_layer")
@@ -146,8 +147,7 @@ class Embedder:
         """(B, D) official mean of the non-CLS tokens, or (B, 2D) their mean and std concatenated."""
         if pooling == "mean":
             return self.model.pool(tokens)
-        patches = tokens[:, self.model.num_cls_tokens:].float()
-        return torch.cat([patches.mean(dim=1), patches.std(dim=1, unbiased=False)], dim=1)
+        return mean_std_pool(tokens.float(), self.model.num_cls_tokens)
 
     def _pool_batch(self, batch: torch.Tensor, pooling: str) -> torch.Tensor:
         """Pooled embeddings of a batch of windows: (B, D) / (B, 2D), or (B, layers, 2D) for "per_layer"."""

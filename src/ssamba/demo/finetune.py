@@ -32,7 +32,9 @@ class FinetuneRecipe:
     """One recipe for every encoder and task. `seconds`: wall clock per run (the budget that
     makes the comparison fair); `frames`: crop length (clips are ~1.4 s; shorter crops = more
     steps per second); `head_lr_mult`: the head learns at lr x this; SpecAugment widths and
-    the share of mixed pairs (Beta(10, 10), on fbanks)."""
+    the share of mixed pairs (Beta(10, 10), on fbanks); `pooling` ("mean" / "mean_std") and
+    `head_init` ("random" / "probe": LP-FT, its fitting time counted inside `seconds`) as in
+    ``ssamba.downstream.finetune.FinetuneConfig``."""
 
     seconds: float = 40.0
     frames: int = 128
@@ -44,6 +46,8 @@ class FinetuneRecipe:
     freq_mask: int = 24
     time_mask: int = 24
     mixup_p: float = 0.0
+    pooling: str = "mean"
+    head_init: str = "random"
     threads: int = 2
 
 
@@ -96,6 +100,7 @@ def finetune_one(encoder: torch.nn.Module, task, fbank_of: Callable[[Path], np.n
                  recipe: FinetuneRecipe, method: str, out_dir: Path, seed: int = 0) -> tuple[ProbeResult, dict]:
     """Fine-tune `encoder` (a copy is trained) on a demo task; score its test split."""
     from ssamba.downstream.finetune import FinetuneTask
+    from ssamba.downstream.head_init import init_head_from_probe
     from ssamba.train.config import TrainConfig
     from ssamba.train.trainer import Trainer
 
@@ -105,9 +110,14 @@ def finetune_one(encoder: torch.nn.Module, task, fbank_of: Callable[[Path], np.n
         return ClipDataset([fbank_of(i.path.resolve()) for i in items], [index[i.label] for i in items],
                            len(task.classes), recipe, pad_value, train)
 
+    start = time.perf_counter()
     torch.manual_seed(seed)
-    model = FinetuneTask(copy.deepcopy(encoder).train(), len(task.classes), "ce", recipe.head_lr_mult)
-    config = TrainConfig(seed=seed, epochs=100_000, max_minutes=recipe.seconds / 60, batch_size=recipe.batch_size,
+    model = FinetuneTask(copy.deepcopy(encoder).train(), len(task.classes), "ce", recipe.head_lr_mult,
+                         pooling=recipe.pooling)
+    if recipe.head_init == "probe":
+        init_head_from_probe(model, dataset(task.train_items, False), batch_size=32)
+    seconds_left = max(recipe.seconds - (time.perf_counter() - start), 1.0)
+    config = TrainConfig(seed=seed, epochs=100_000, max_minutes=seconds_left / 60, batch_size=recipe.batch_size,
                          lr=recipe.lr, weight_decay=recipe.weight_decay, warmup_steps=recipe.warmup_steps,
                          schedule="constant", num_workers=0, num_threads=recipe.threads,
                          checkpoint_every=10**9, keep_last=1, progress=False, tensorboard=False)

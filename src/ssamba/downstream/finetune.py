@@ -1,6 +1,7 @@
-"""Fine-tuning recipe: encoder (from a checkpoint or a named size) + head (mean of non-CLS tokens of the
-last layer, or a learned weighted sum of every layer's, -> LayerNorm -> Linear), trained on the
-shared Trainer, then scored on the test split or on each cross-validation fold.
+"""Fine-tuning recipe: encoder (from a checkpoint or a named size) + head (mean, or mean‖std, of the
+non-CLS tokens of the last layer, or a learned weighted sum of every layer's, -> LayerNorm -> Linear;
+random, or started as a linear probe), trained on the shared Trainer, then scored on the test split
+or on each cross-validation fold.
 
 Outputs of `finetune(...)` under `out_dir` (per fold under `out_dir/fold<k>/` for k-fold data):
 `model/` (encoder `config.json` + `model.safetensors`, `head.safetensors`, `task.json`),
@@ -26,7 +27,8 @@ from ssamba.data.classification import AudioClassificationDataset
 from ssamba.data.datasets import read_dataset
 from ssamba.data.manifests import DatasetSpec, Manifest
 from ssamba.downstream.chunks import UtteranceChunks, predict_chunked
-from ssamba.downstream.layer_sum import LAYER_CHOICES, WeightedLayerSum, layer_embeddings
+from ssamba.downstream.head_init import HEAD_INITS, init_head_from_probe
+from ssamba.downstream.layer_sum import LAYER_CHOICES, POOLINGS, WeightedLayerSum, layer_embeddings, pool_tokens
 from ssamba.downstream.metrics import classification_metrics
 from ssamba.downstream.runs import RunResults, plan_runs
 from ssamba.downstream.selection import SELECTIONS, EpochSelector
@@ -56,6 +58,10 @@ class FinetuneConfig:
       then stays in eval mode (no drop path).
     layers: "last" (the final layer's tokens) or "weighted_sum" (learned softmax weights over every
       layer's output, s3prl's `-s hidden_states`; the weights train with the head).
+    pooling: what the head reads of the tokens: "mean" (the official embedding) or "mean_std"
+      (mean and standard deviation concatenated; keeps speaker/channel statistics).
+    head_init: "random", or "probe": the head starts as a logistic regression fitted on the frozen
+      encoder's training-set features (LP-FT; `ssamba.downstream.head_init`).
     eval_chunks: score validation and test utterances whole, in chunks of the feature preset's
       length (`ssamba.downstream.chunks`); training still reads one crop per clip.
     select: which weights score the test set ("last", "best" validation epoch by `select_metric`,
@@ -73,6 +79,8 @@ class FinetuneConfig:
     folds: list[int] | None = None
     freeze_encoder: bool = False
     layers: str = "last"
+    pooling: str = "mean"
+    head_init: str = "random"
     eval_chunks: bool = False
     eval_batch_size: int = 16
     model_overrides: dict = field(default_factory=dict)
@@ -88,6 +96,10 @@ class FinetuneConfig:
             raise ConfigError(f"finetune.head_lr_mult={self.head_lr_mult}: must be positive")
         if self.layers not in LAYER_CHOICES:
             raise ConfigError(f"finetune.layers={self.layers!r}: must be one of {', '.join(LAYER_CHOICES)}")
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"finetune.pooling={self.pooling!r}: must be one of {', '.join(POOLINGS)}")
+        if self.head_init not in HEAD_INITS:
+            raise ConfigError(f"finetune.head_init={self.head_init!r}: must be one of {', '.join(HEAD_INITS)}")
         if self.select not in SELECTIONS:
             raise ConfigError(f"finetune.select={self.select!r}: must be one of {', '.join(SELECTIONS)}")
 
@@ -98,8 +110,8 @@ class FinetuneConfig:
 
 
 class ClassificationHead(nn.Module):
-    """LayerNorm -> Linear on the pooled (mean of non-CLS tokens) embedding; with ``num_layers``, the
-    embedding is first the learned weighted sum of the per-layer embeddings (a list)."""
+    """LayerNorm -> Linear on the pooled clip embedding; with ``num_layers``, the embedding is first
+    the learned weighted sum of the per-layer embeddings (a list)."""
 
     def __init__(self, dim: int, num_classes: int, num_layers: int | None = None) -> None:
         super().__init__()
@@ -107,24 +119,30 @@ class ClassificationHead(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.linear = nn.Linear(dim, num_classes)
 
-    def forward(self, embedding: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+    def features(self, embedding: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+        """What the Linear reads: the normalised (layer-summed) embedding."""
         if self.layer_sum is not None:
             embedding = self.layer_sum(embedding)
-        return self.linear(self.norm(embedding))
+        return self.norm(embedding)
+
+    def forward(self, embedding: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+        return self.linear(self.features(embedding))
 
 
 class FinetuneTask(nn.Module):
     """Trainer task: batch (features (B, T, F), targets (B, C)) -> {"loss", "accuracy"}."""
 
     def __init__(self, encoder: nn.Module, num_classes: int, loss: str = "ce", head_lr_mult: float = 1.0,
-                 freeze_encoder: bool = False, layers: str = "last") -> None:
+                 freeze_encoder: bool = False, layers: str = "last", pooling: str = "mean") -> None:
         super().__init__()
         if layers not in LAYER_CHOICES:
             raise ConfigError(f"finetune.layers={layers!r}: must be one of {', '.join(LAYER_CHOICES)}")
+        if pooling not in POOLINGS:
+            raise ConfigError(f"finetune.pooling={pooling!r}: must be one of {', '.join(POOLINGS)}")
         self.encoder = encoder
-        self.layers = layers
-        self.head = ClassificationHead(encoder.embed_dim, num_classes,
-                                       encoder.num_layers if layers == "weighted_sum" else None)
+        self.layers, self.pooling = layers, pooling
+        dim = encoder.embed_dim * (2 if pooling == "mean_std" else 1)
+        self.head = ClassificationHead(dim, num_classes, encoder.num_layers if layers == "weighted_sum" else None)
         self.loss_name = loss
         self.head_lr_mult = head_lr_mult
         self.freeze_encoder = freeze_encoder
@@ -140,10 +158,10 @@ class FinetuneTask(nn.Module):
         return self
 
     def embed(self, features: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        """What the head reads: the (B, D) clip embedding, or one per layer for the weighted sum."""
+        """What the head reads: the pooled clip embedding, or one per layer for the weighted sum."""
         if self.layers == "weighted_sum":
-            return layer_embeddings(self.encoder, features)
-        return self.encoder(features)
+            return layer_embeddings(self.encoder, features, self.pooling)
+        return pool_tokens(self.encoder, self.encoder.forward_features(features), self.pooling)
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         return self.head(self.embed(features))
@@ -211,7 +229,7 @@ def save_finetuned(task: FinetuneTask, directory: Path, spec: DatasetSpec, confi
     atomic_write(directory / "head.safetensors", lambda tmp: save_file(head, tmp))
     meta = {"dataset": spec.name, "class_names": spec.class_names, "multi_label": spec.multi_label,
             "feature_preset": config.features or spec.feature_preset, "loss": config.loss, "layers": config.layers,
-            "eval_chunks": config.eval_chunks}
+            "pooling": config.pooling, "eval_chunks": config.eval_chunks}
     atomic_write_text(directory / "task.json", json.dumps(meta, indent=2))
     return directory
 
@@ -225,7 +243,8 @@ def load_finetuned(directory: str | Path) -> tuple[FinetuneTask, dict]:
     if not meta_path.is_file() or not (directory / "head.safetensors").is_file():
         raise CheckpointError(f"{directory}: not a fine-tuned model directory (needs task.json and head.safetensors)")
     meta = json.loads(meta_path.read_text())
-    task = FinetuneTask(load(directory), len(meta["class_names"]), meta["loss"], layers=meta.get("layers", "last"))
+    task = FinetuneTask(load(directory), len(meta["class_names"]), meta["loss"], layers=meta.get("layers", "last"),
+                        pooling=meta.get("pooling", "mean"))
     task.head.load_state_dict(load_file(str(directory / "head.safetensors")))
     return task.eval(), meta
 
@@ -280,9 +299,11 @@ def finetune(
         run_dir = out_dir if name == "all" else out_dir / name
         encoder = build_encoder(config, extractor.config.target_length or 1024, init)
         task = FinetuneTask(encoder, spec.num_classes, config.loss, config.head_lr_mult, config.freeze_encoder,
-                            config.layers)
+                            config.layers, config.pooling)
         make = lambda items, aug: AudioClassificationDataset(  # noqa: E731
             items, spec.num_classes, extractor, augment=aug, noise_paths=manifest.noise_paths, seed=train_config.seed)
+        if config.head_init == "probe":
+            init_head_from_probe(task, make(train_items, None), config.eval_batch_size)
         valid = make(valid_items, None) if valid_items else None
         scored = (lambda items: UtteranceChunks(items, spec.num_classes, extractor.config)) if config.eval_chunks \
             else (lambda items: make(items, None))

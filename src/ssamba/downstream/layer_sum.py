@@ -6,6 +6,8 @@ The encoder's ``forward_layers`` gives the tokens after every layer (shallowest 
 equals ``forward_features``). The clip embedding is the weighted sum of the per-layer embeddings
 (mean of the non-CLS tokens), the same as pooling the weighted sum of the tokens, since both
 the sum and the mean are linear.
+
+``pool_tokens`` is the pooling a fine-tuning head reads: the official mean, or mean‖std.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ssamba.models.encoder import mean_std_pool
+
 LAYER_CHOICES = ("last", "weighted_sum")
+POOLINGS = ("mean", "mean_std")
 
 
 class WeightedLayerSum(nn.Module):
@@ -33,6 +38,11 @@ class WeightedLayerSum(nn.Module):
         return (norm.view(-1, *[1] * (stacked.dim() - 1)) * stacked).sum(dim=0)
 
 
-def layer_embeddings(encoder: nn.Module, fbank: torch.Tensor) -> list[torch.Tensor]:
-    """(B, D) clip embedding of every layer of ``encoder`` (shallowest first)."""
-    return [encoder.pool(tokens) for tokens in encoder.forward_layers(fbank)]
+def pool_tokens(encoder: nn.Module, tokens: torch.Tensor, pooling: str = "mean") -> torch.Tensor:
+    """(B, D) official mean of the non-CLS tokens, or (B, 2D) their mean‖std (``pooling="mean_std"``)."""
+    return encoder.pool(tokens) if pooling == "mean" else mean_std_pool(tokens, encoder.num_cls_tokens)
+
+
+def layer_embeddings(encoder: nn.Module, fbank: torch.Tensor, pooling: str = "mean") -> list[torch.Tensor]:
+    """The clip embedding of every layer of ``encoder`` (shallowest first), pooled by ``pooling``."""
+    return [pool_tokens(encoder, tokens, pooling) for tokens in encoder.forward_layers(fbank)]

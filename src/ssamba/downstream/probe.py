@@ -184,8 +184,8 @@ def probe(
     datasets. Writes results.json, results.md and confusion.png (single-label) into `out_dir`."""
     from ssamba.data.classification import AudioClassificationDataset
     from ssamba.data.datasets import read_dataset
-    from ssamba.downstream.finetune import make_extractor
     from ssamba.downstream.runs import RunResults, plan_runs
+    from ssamba.features import FeatureConfig, FeatureExtractor
 
     config = config or ProbeConfig()
     out_dir = Path(out_dir)
@@ -204,7 +204,7 @@ def probe(
     key = fingerprint(stamp, preset, [str(item.path) for item in manifest.items])
 
     def compute() -> tuple[np.ndarray, np.ndarray]:
-        ds = AudioClassificationDataset(manifest.items, spec.num_classes, make_extractor(preset))
+        ds = AudioClassificationDataset(manifest.items, spec.num_classes, FeatureExtractor(FeatureConfig.preset(preset)))
         return extract_embeddings(lambda x: encoder(x), ds, batch_size=config.batch_size, device=device)
 
     embeddings, targets = cached_embeddings(Path(cache) if cache else out_dir / "embeddings.npz", key, compute)

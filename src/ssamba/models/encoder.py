@@ -20,6 +20,18 @@ from ssamba.nn.patch import PatchEmbed, patch_grid_size, patchify, resize_pos_em
 from ssamba.nn.transformer import TransformerBlock
 
 
+def mean_std_pool(tokens: torch.Tensor, num_cls_tokens: int) -> torch.Tensor:
+    """(B, 2D): mean and standard deviation over the non-CLS tokens (B, n_cls + P, D), concatenated.
+
+    Richer than the official mean: it keeps the spread of the tokens (speaker and channel
+    statistics), and is the demo's strongest probe. The variance has a floor of 1e-12 so the
+    gradient stays finite when a head is fine-tuned through it."""
+    patches = tokens[:, num_cls_tokens:]
+    mean = patches.mean(dim=1)
+    std = (patches - mean[:, None]).pow(2).mean(dim=1).add(1e-12).sqrt()
+    return torch.cat([mean, std], dim=1)
+
+
 class AudioEncoder(nn.Module):
     """Shared front end: patch embedding, CLS token(s), positional embedding, pooling, save/load."""
 
