@@ -56,7 +56,8 @@ class DemoConfig:
     class and split. `pretrain_files`: cap on pretraining clips (None: all).
     `exclude_test_audio`: leave every task's test clips out of pretraining (the clean protocol).
     `finetune_seconds`: wall clock of each fine-tuning run (0 skips the stage); `finetune_frames`,
-    `finetune_lr`: the rest of the fine-tuning recipe (`ssamba.demo.finetune.FinetuneRecipe`)."""
+    `finetune_lr`, `finetune_pooling` ("mean" / "mean_std"), `finetune_head_init` ("random" /
+    "probe", LP-FT): the rest of the fine-tuning recipe (`ssamba.demo.finetune.FinetuneRecipe`)."""
 
     minutes: float = 8.0
     seed: int = 0
@@ -78,6 +79,8 @@ class DemoConfig:
     finetune_seconds: float = 40.0
     finetune_frames: int = 128
     finetune_lr: float = 1e-3
+    finetune_pooling: str = "mean"
+    finetune_head_init: str = "random"
     quick: bool = False
 
     @classmethod
@@ -100,7 +103,7 @@ class DemoConfig:
         from ssamba.demo.finetune import FinetuneRecipe
 
         return FinetuneRecipe(seconds=self.finetune_seconds, frames=self.finetune_frames, lr=self.finetune_lr,
-                              threads=self.threads)
+                              pooling=self.finetune_pooling, head_init=self.finetune_head_init, threads=self.threads)
 
     def run_config(self, model: str) -> dict[str, Any]:
         """The pretraining run config (`ssamba.pretrain.run.load_run_config` sections) of `model`."""

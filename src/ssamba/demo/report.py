@@ -95,6 +95,13 @@ def goals(results: Sequence, tasks: Sequence) -> list[list[str]]:
     return rows
 
 
+def _head_words(config) -> str:
+    """The fine-tuning head in words: its pooling and how it starts."""
+    pooling = "mean‖std" if config.finetune_pooling == "mean_std" else "mean"
+    start = "starting as a linear probe (LP-FT)" if config.finetune_head_init == "probe" else "starting at random"
+    return f"head on the {pooling} of the last layer, {start}"
+
+
 def build_document(config, corpus: dict, tasks: Sequence, runs: dict[str, dict], results: Sequence,
                    timings: dict[str, float], environment: dict, images: dict[str, Path],
                    depth_results: Sequence = (), finetune_runs: Sequence = ()) -> list[tuple]:
@@ -117,7 +124,7 @@ def build_document(config, corpus: dict, tasks: Sequence, runs: dict[str, dict],
                      f"{n} tasks and than log-mel statistics on {wins['log-mel stats']} of {n} tasks."))
     for line in lines:
         doc.append(("p", line))
-    if getattr(config, "exclude_test_audio", False):
+    if config.exclude_test_audio:
         doc.append(("p", "Clean protocol: no test clip of any task was in the pretraining audio."))
     doc.append(("h", 2, "Goals"))
     doc.append(("p", "What the demo sets out to show, and whether this run shows it (a win counts only with "
@@ -147,7 +154,8 @@ def build_document(config, corpus: dict, tasks: Sequence, runs: dict[str, dict],
         doc.append(("p", f"Each encoder fine-tuned end to end on each task with one recipe and the same wall clock "
                          f"({config.finetune_seconds:g} s per run; crops of {config.finetune_frames} frames, "
                          f"lr {config.finetune_lr:g}, head lr x{config.finetune_recipe().head_lr_mult:g}, "
-                         f"SpecAugment), one seed; test accuracy with the same bootstrap interval."))
+                         f"SpecAugment, {_head_words(config)}), one seed; test accuracy with the same bootstrap "
+                         f"interval."))
         ft_rows = [[t.name, _pct(t.chance)] + [_pct(by[(t.name, m)].accuracy) if (t.name, m) in by else ""
                                                for m in FINETUNE_HEADLINE] for t in tasks]
         doc.append(_table(["task", "majority"] + list(FINETUNE_HEADLINE), ft_rows))
