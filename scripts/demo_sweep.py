@@ -48,7 +48,10 @@ SETTINGS: dict[str, tuple[str, dict]] = {
     "depth 4": ("pretrain", {"depth": 4}),
     "30 minutes": ("pretrain", {"minutes": 30.0}),   # what more CPU time buys
     "finetune LP-FT": ("finetune", {"head_init": "probe"}),
+    "finetune LP-FT, lr 1e-4": ("finetune", {"head_init": "probe", "lr": 1e-4}),
     "finetune LP-FT, mean‖std head": ("finetune", {"head_init": "probe", "pooling": "mean_std"}),
+    # the demo's recipe again, beside the LP-FT rows: the VM's speed drifts between sessions
+    "finetune demo recipe, rerun": ("finetune", {}),
 }
 
 
