@@ -20,22 +20,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # as ssamba sets it, before torch loads OpenMP
 
-from ssamba.demo.embeddings import encoder_embeddings
-from ssamba.demo.evaluate import probe_tasks
-from ssamba.demo.features import compute_fbanks
-from ssamba.demo.finetune import finetune_tasks
-from ssamba.demo.pipeline import DEFAULT_CACHE, MIN_CLIP_SECONDS, DemoConfig, _load_corpus, pretrain, random_init_encoder
-from ssamba.demo.tasks import DemoTask, TaskConfig, _split_groups, build_demo_tasks
-from ssamba.downstream.probe import ProbeConfig
-from ssamba.models import load as load_encoder
+import torch  # noqa: E402
+
+from ssamba.demo.embeddings import encoder_embeddings  # noqa: E402
+from ssamba.demo.evaluate import probe_tasks  # noqa: E402
+from ssamba.demo.features import compute_fbanks  # noqa: E402
+from ssamba.demo.finetune import finetune_tasks  # noqa: E402
+from ssamba.demo.pipeline import DEFAULT_CACHE, MIN_CLIP_SECONDS, DemoConfig, _load_corpus, pretrain, random_init_encoder  # noqa: E402
+from ssamba.demo.tasks import DemoTask, TaskConfig, _split_groups, build_demo_tasks  # noqa: E402
+from ssamba.downstream.probe import ProbeConfig  # noqa: E402
+from ssamba.models import load as load_encoder  # noqa: E402
 
 BASELINE = "baseline"
 # name -> ("pretrain", DemoConfig overrides) or ("finetune", FinetuneRecipe overrides)
@@ -50,6 +53,8 @@ SETTINGS: dict[str, tuple[str, dict]] = {
     "finetune LP-FT": ("finetune", {"head_init": "probe"}),
     "finetune LP-FT, lr 1e-4": ("finetune", {"head_init": "probe", "lr": 1e-4}),
     "finetune LP-FT, mean‖std head": ("finetune", {"head_init": "probe", "pooling": "mean_std"}),
+    "finetune bands head": ("finetune", {"pooling": "bands"}),
+    "finetune LP-FT, bands head": ("finetune", {"head_init": "probe", "pooling": "bands"}),
     # the demo's recipe again, beside the LP-FT rows: the VM's speed drifts between sessions
     "finetune demo recipe, rerun": ("finetune", {}),
 }

@@ -25,6 +25,7 @@ from ssamba.inference import embed
 TASKS = ("voice_pack", "word", "drum_instrument", "language")
 METHODS = ("log-mel stats", "SSAMBA random init", "SSAMBA pretrained", "SSAST pretrained",
            "SSAMBA pretrained, mean‖std", "SSAST pretrained, mean‖std", "SSAMBA random init, mean‖std",
+           "SSAMBA pretrained, bands", "SSAST pretrained, bands", "SSAMBA random init, bands",
            "SSAMBA random init, fine-tuned", "SSAMBA pretrained, fine-tuned", "SSAST pretrained, fine-tuned")
 CLI = [sys.executable, "-c", "import sys; from ssamba.cli import main; sys.exit(main())"]
 

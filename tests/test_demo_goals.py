@@ -48,6 +48,9 @@ def test_each_goal_is_counted_and_judged():
     # the best of mean, mean‖std and fine-tuned counts: mean‖std is apart on word and language
     vs_logmel = next(v for k, v in rows.items() if "log-mel" in k)
     assert vs_logmel == ["ahead on 2 of 4, 2 with intervals apart", "met"]
+    # ... and the bands pooling too: apart on drum as well
+    with_bands = goals(results(PROBES | FINETUNED | {"SSAMBA pretrained, bands": (0.5, 0.2, 0.65, 0.8)}), TASKS)
+    assert next(r[2:] for r in with_bands if "log-mel" in r[0]) == ["ahead on 3 of 4, 3 with intervals apart", "met"]
     probe = next(v for k, v in rows.items() if k.startswith("probe:"))
     assert probe == ["ahead on 2 of 4, 1 with intervals apart", "not met"]
 

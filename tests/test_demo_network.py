@@ -35,8 +35,8 @@ def test_quick_demo_on_real_sonic_pi_samples(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     assert {r["task"] for r in results["results"]} == {"folder"}
-    # 7 probe rows (log-mel, 3 encoders x mean and mean‖std) + 3 fine-tuned encoders
-    assert len(results["results"]) == 10 and all(0 <= r["ci_low"] <= r["accuracy"] <= r["ci_high"] <= 1
+    # 10 probe rows (log-mel, 3 encoders x mean, mean‖std and bands) + 3 fine-tuned encoders
+    assert len(results["results"]) == 13 and all(0 <= r["ci_low"] <= r["accuracy"] <= r["ci_high"] <= 1
                                                  for r in results["results"])
     assert sum(r["method"].endswith(", fine-tuned") for r in results["results"]) == 3
     short = [f for f in corpus.files if f.duration < 0.03]  # elec_tick.flac: 311 samples at 16 kHz

@@ -19,27 +19,32 @@ from typing import Sequence
 import torch
 
 from ssamba.audio import load_audio
+from ssamba.config import check_choice
 from ssamba.inference import Embedder, as_encoder
+from ssamba.models.encoder import POOLINGS, pooled_dim
 
 
 class HearModel(torch.nn.Module):
     """An encoder plus its input pipeline, with the attributes the HEAR API asks for."""
 
     def __init__(self, encoder: torch.nn.Module, device: str | None = None, batch_size: int = 8,
-                 layers: int | Sequence[int] | str | None = None) -> None:
+                 layers: int | Sequence[int] | str | None = None, pooling: str = "mean") -> None:
         super().__init__()
+        check_choice("pooling", pooling, POOLINGS)
         self.encoder = encoder
         self.embedder = Embedder(encoder, device=device, batch_size=batch_size, layers=layers)
+        self.pooling = pooling
         self.sample_rate = self.embedder.sample_rate
-        self.scene_embedding_size = encoder.embed_dim
+        self.scene_embedding_size = pooled_dim(encoder, pooling)
         self.timestamp_embedding_size = encoder.embed_dim
         self.hop_ms = self.embedder.hop_ms
 
 
 def load_model(model_file_path: str = "", device: str | None = None,
-               layers: int | Sequence[int] | str | None = None) -> HearModel:
+               layers: int | Sequence[int] | str | None = None, pooling: str = "mean") -> HearModel:
     """Load a ssamba checkpoint dir or an official ``.pth``; "" gives a random-init SSAMBA-tiny.
-    ``layers``: which layer's tokens to pool (see ``ssamba.inference.Embedder``; default the last)."""
+    ``layers``: which layer's tokens to pool (see ``ssamba.inference.Embedder``; default the last);
+    ``pooling`` of the scene embedding: "mean" (official), "mean_std" or "bands"."""
     if model_file_path:
         encoder = as_encoder(model_file_path)
     else:
@@ -47,7 +52,7 @@ def load_model(model_file_path: str = "", device: str | None = None,
         warnings.warn("hear.load_model(''): no checkpoint given, using a randomly initialised "
                       "ssamba_tiny; its embeddings are not pretrained", stacklevel=2)
         encoder = create_model("ssamba_tiny")
-    return HearModel(encoder, device=device, layers=layers)
+    return HearModel(encoder, device=device, layers=layers, pooling=pooling)
 
 
 def _rows(audio: torch.Tensor, sample_rate: int) -> list[torch.Tensor]:
@@ -59,7 +64,7 @@ def _rows(audio: torch.Tensor, sample_rate: int) -> list[torch.Tensor]:
 
 def get_scene_embeddings(audio: torch.Tensor, model: HearModel) -> torch.Tensor:
     """(n, scene_embedding_size) float32 embeddings of n sounds."""
-    return model.embedder.scene(_rows(audio, model.sample_rate))
+    return model.embedder.scene(_rows(audio, model.sample_rate), model.pooling)
 
 
 def get_timestamp_embeddings(audio: torch.Tensor, model: HearModel) -> tuple[torch.Tensor, torch.Tensor]:

@@ -30,10 +30,11 @@ from ssamba.config import check_choice
 from ssamba.errors import AudioError, ConfigError
 from ssamba.features import FeatureExtractor
 from ssamba.features.extractor import feature_config_for
-from ssamba.models.encoder import mean_std_pool
+from ssamba.models.encoder import POOLINGS as TOKEN_POOLINGS
+from ssamba.models.encoder import pool_tokens, pooled_dim
 
 FRAME_SHIFT_MS = 10.0
-POOLINGS = ("mean", "mean_std", "per_layer")
+POOLINGS = TOKEN_POOLINGS + ("per_layer",)
 FRAME_LENGTH_MS = 25.0
 
 
@@ -136,40 +137,50 @@ class Embedder:
     def _column_count(self, num_windows: int) -> int:
         return (self.window + (num_windows - 1) * self.hop - self.tshape) // self.tstride + 1
 
-    def _tokens(self, batch: torch.Tensor) -> torch.Tensor:
-        """(B, n_cls + P, D) tokens of the chosen layer(s) for a batch of windows."""
+    def _tokens(self, batch: torch.Tensor, every: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """(B, n_cls + P, D) tokens of the chosen layer(s) for a batch of windows (``every``: the
+        batch's ``forward_layers``, when already computed)."""
         if self.layers is None:
-            return self.model.forward_features(batch)
-        every = self.model.forward_layers(batch)
+            return every[-1] if every is not None else self.model.forward_features(batch)
+        every = every if every is not None else self.model.forward_layers(batch)
         return torch.stack([every[i] for i in self.layers]).mean(dim=0)
 
     def _pool(self, tokens: torch.Tensor, pooling: str) -> torch.Tensor:
-        """(B, D) official mean of the non-CLS tokens, or (B, 2D) their mean and std concatenated."""
+        """(B, D) official mean of the non-CLS tokens, or another ``pool_tokens`` pooling."""
         if pooling == "mean":
             return self.model.pool(tokens)
-        return mean_std_pool(tokens.float(), self.model.num_cls_tokens)
+        return pool_tokens(self.model, tokens.float(), pooling)
 
-    def _pool_batch(self, batch: torch.Tensor, pooling: str) -> torch.Tensor:
-        """Pooled embeddings of a batch of windows: (B, D) / (B, 2D), or (B, layers, 2D) for "per_layer"."""
-        if pooling == "per_layer":
-            return torch.stack([self._pool(t, "mean_std") for t in self.model.forward_layers(batch)], dim=1)
-        return self._pool(self._tokens(batch), pooling)
+    def _pool_batch(self, batch: torch.Tensor, poolings: Sequence[str]) -> list[torch.Tensor]:
+        """Each pooling of one pass over a batch of windows: (B, width), or (B, layers, 2D) for "per_layer"."""
+        every = self.model.forward_layers(batch) if "per_layer" in poolings else None
+        tokens = self._tokens(batch, every) if set(poolings) - {"per_layer"} else None
+        return [torch.stack([self._pool(t, "mean_std") for t in every], dim=1) if pooling == "per_layer"
+                else self._pool(tokens, pooling) for pooling in poolings]
 
-    def _run(self, windows: list[torch.Tensor], timestamps: bool, pooling: str = "mean") -> torch.Tensor:
-        """Encoder outputs for every window: (W, D) pooled, or (W, t, D) per time column."""
-        outputs = []
-        autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16)
-                    if self.dtype == torch.bfloat16 else contextlib.nullcontext())
-        with torch.inference_mode(), autocast:
+    def _autocast(self):
+        return (torch.autocast(self.device.type, dtype=torch.bfloat16)
+                if self.dtype == torch.bfloat16 else contextlib.nullcontext())
+
+    def _run(self, windows: list[torch.Tensor], poolings: Sequence[str]) -> list[torch.Tensor]:
+        """Every window pooled each way: one (W, ...) tensor per pooling, from one encoder pass."""
+        outputs: list[list[torch.Tensor]] = [[] for _ in poolings]
+        with torch.inference_mode(), self._autocast():
             for start in range(0, len(windows), self.batch_size):
                 batch = torch.stack(windows[start:start + self.batch_size]).to(self.device)
-                if timestamps:
-                    tokens = self._tokens(batch)
-                    f, t = self.model.patch_grid(batch.shape[1], batch.shape[2])
-                    patches = tokens[:, self.model.num_cls_tokens:]
-                    outputs.append(patches.reshape(len(batch), f, t, -1).mean(dim=1).float().cpu())
-                else:
-                    outputs.append(self._pool_batch(batch, pooling).float().cpu())
+                for out, pooled in zip(outputs, self._pool_batch(batch, poolings)):
+                    out.append(pooled.float().cpu())
+        return [torch.cat(out) for out in outputs]
+
+    def _run_columns(self, windows: list[torch.Tensor]) -> torch.Tensor:
+        """(W, t, D): per window, the tokens of each time column averaged over frequency."""
+        outputs = []
+        with torch.inference_mode(), self._autocast():
+            for start in range(0, len(windows), self.batch_size):
+                batch = torch.stack(windows[start:start + self.batch_size]).to(self.device)
+                f, t = self.model.patch_grid(batch.shape[1], batch.shape[2])
+                patches = self._tokens(batch)[:, self.model.num_cls_tokens:]
+                outputs.append(patches.reshape(len(batch), f, t, -1).mean(dim=1).float().cpu())
         return torch.cat(outputs)
 
     def _prepare(self, fbanks: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[ClipWindows]]:
@@ -188,23 +199,29 @@ class Embedder:
         """(n, D): per clip, the mean of its window embeddings (``pooling``: see ``scene_from_fbanks``)."""
         return self.scene_from_fbanks([self.features(wave) for wave in waves], pooling)
 
-    def scene_from_fbanks(self, fbanks: Sequence[torch.Tensor], pooling: str = "mean") -> torch.Tensor:
+    def scene_from_fbanks(self, fbanks: Sequence[torch.Tensor], pooling: str | Sequence[str] = "mean"
+                          ) -> torch.Tensor | dict[str, torch.Tensor]:
         """Scene embeddings of already normalised (frames, bins) fbanks, e.g. from a feature cache.
 
         ``pooling="mean"``: the official embedding (n, D); ``"mean_std"``: mean and standard
-        deviation of the non-CLS tokens, concatenated (n, 2D) — an option, not the official one;
+        deviation of the non-CLS tokens, concatenated (n, 2D); ``"bands"``: per frequency band
+        the mean over time, bands concatenated (n, bands * D) — options, not the official one;
         ``"per_layer"``: that mean‖std for every layer from one pass (n, layers, 2D), the last
-        layer being the final tokens (``layers`` is ignored).
+        layer being the final tokens (``layers`` is ignored). One encoder pass can give several
+        poolings: with a list of names, a dict name -> tensor.
         """
-        check_choice("pooling", pooling, POOLINGS)
+        names = [pooling] if isinstance(pooling, str) else list(pooling)
+        for name in names:
+            check_choice("pooling", name, POOLINGS)
         windows, clips = self._prepare(fbanks)
-        pooled = self._run(windows, timestamps=False, pooling=pooling)
-        return torch.stack([pooled[c.first:c.first + c.count].mean(dim=0) for c in clips])
+        pooled = {name: torch.stack([every[c.first:c.first + c.count].mean(dim=0) for c in clips])
+                  for name, every in zip(names, self._run(windows, names))}
+        return pooled[pooling] if isinstance(pooling, str) else pooled
 
     def timestamps(self, waves: Sequence[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per clip: (T, D) embeddings of the time columns that hold audio, and (T,) centres in ms."""
         windows, clips = self._prepare([self.features(wave) for wave in waves])
-        columns = self._run(windows, timestamps=True)  # (W, t, D)
+        columns = self._run_columns(windows)  # (W, t, D)
         per_window = columns.shape[1]
         shift = self.hop // self.tstride
         results = []
@@ -251,18 +268,20 @@ def _as_waves(sources: Iterable, sample_rate: int | None) -> list[torch.Tensor]:
 
 def embed(sources: Iterable, model, sample_rate: int | None = None, timestamps: bool = False,
           batch_size: int = 8, device: str | None = None, dtype: torch.dtype = torch.float32,
-          layers: int | Sequence[int] | str | None = None):
+          layers: int | Sequence[int] | str | None = None, pooling: str = "mean"):
     """Embeddings of audio files or arrays with an encoder (or a path that ``ssamba.load`` reads).
 
     Returns an (n, D) numpy array of scene embeddings, or with ``timestamps=True`` a list of
     (embeddings (T, D), centre times in ms (T,)) numpy pairs, one per source. ``layers``: see
-    ``Embedder`` (default: the final tokens).
+    ``Embedder`` (default: the final tokens); ``pooling`` of scene embeddings: "mean" (official),
+    "mean_std" or "bands" (see ``Embedder.scene_from_fbanks``).
     """
+    check_choice("pooling", pooling, TOKEN_POOLINGS)
     embedder = Embedder(as_encoder(model), device=device, dtype=dtype, batch_size=batch_size, layers=layers)
     waves = _as_waves(sources, sample_rate)
     if timestamps:
         return [(e.numpy(), t.numpy()) for e, t in embedder.timestamps(waves)]
-    return embedder.scene(waves).numpy()
+    return embedder.scene(waves, pooling).numpy()
 
 
 def find_audio_files(inputs: Iterable[str | Path]) -> list[Path]:
@@ -291,14 +310,16 @@ class FileEmbeddings:
 def embed_files(files: Sequence[str | Path], model, timestamps: bool = False, batch_size: int = 8,
                 device: str | None = None, dtype: torch.dtype = torch.float32,
                 skip_errors: bool = False, chunk: int = 64, progress: bool = True,
-                layers: int | Sequence[int] | str | None = None) -> FileEmbeddings:
-    """Embed audio files in order, ``chunk`` files at a time (bounded memory).
+                layers: int | Sequence[int] | str | None = None, pooling: str = "mean") -> FileEmbeddings:
+    """Embed audio files in order, ``chunk`` files at a time (bounded memory); ``layers`` and
+    ``pooling`` as in ``embed``.
 
     An unreadable file raises its ``AudioError`` (naming the file) unless ``skip_errors``,
     in which case it is left out and listed in ``skipped`` with the reason.
     """
     from tqdm import tqdm
 
+    check_choice("pooling", pooling, TOKEN_POOLINGS)
     embedder = Embedder(as_encoder(model), device=device, dtype=dtype, batch_size=batch_size, layers=layers)
     kept: list[Path] = []
     skipped: list[tuple[Path, str]] = []
@@ -320,12 +341,12 @@ def embed_files(files: Sequence[str | Path], model, timestamps: bool = False, ba
             if timestamps:
                 stamped.extend((e.numpy(), t.numpy()) for e, t in embedder.timestamps(waves))
             else:
-                scene_rows.append(embedder.scene(waves))
+                scene_rows.append(embedder.scene(waves, pooling))
             kept.extend(names)
         bar.update(min(chunk, len(files) - start))
     bar.close()
     if timestamps:
         return FileEmbeddings(kept, stamped, skipped)
-    dim = embedder.model.embed_dim
+    dim = pooled_dim(embedder.model, pooling)
     matrix = torch.cat(scene_rows).numpy() if scene_rows else np.zeros((0, dim), np.float32)
     return FileEmbeddings(kept, matrix, skipped)

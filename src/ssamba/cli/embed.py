@@ -27,6 +27,9 @@ def add_parser(sub) -> None:
     p.add_argument("--layers", default=None, metavar="K|K,K|all",
                    help="pool the tokens of layer K (0 = first, -1 = last; an SSAMBA layer is a flipped pair), "
                         "the mean of several, or of all (default: the final tokens, the official embedding)")
+    p.add_argument("--pooling", choices=("mean", "mean_std", "bands"), default="mean",
+                   help="scene embedding from the tokens: mean (official), mean_std (mean and std concatenated) or "
+                        "bands (per frequency band the mean over time, concatenated: keeps the spectral envelope)")
     p.add_argument("--skip-errors", action="store_true", help="skip unreadable files (listed in OUT.skipped.txt)")
     p.set_defaults(func=run)
 
@@ -45,7 +48,7 @@ def run(args) -> int:
         raise ConfigError(f"no audio files found in {' '.join(args.inputs)}")
     result = embed_files(files, args.onnx or args.model, timestamps=args.timestamps, batch_size=args.batch_size,
                          device=args.device, dtype=getattr(torch, args.dtype), skip_errors=args.skip_errors,
-                         layers=args.layers)
+                         layers=args.layers, pooling=args.pooling)
     out.parent.mkdir(parents=True, exist_ok=True)
     names = [str(f) for f in result.files]
     skipped_path = out.with_suffix(".skipped.txt")

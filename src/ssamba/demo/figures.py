@@ -12,7 +12,8 @@ from ssamba.checkpoints.format import atomic_write
 
 # methods in table / chart order; the headline uses the official mean pooling
 HEADLINE = ("log-mel stats", "SSAMBA random init", "SSAMBA pretrained", "SSAST pretrained")
-CHART = ("log-mel stats", "SSAMBA random init", "SSAMBA pretrained", "SSAMBA pretrained, mean‖std", "SSAST pretrained")
+CHART = ("log-mel stats", "SSAMBA random init", "SSAMBA pretrained", "SSAMBA pretrained, mean‖std",
+         "SSAMBA random init, bands", "SSAMBA pretrained, bands", "SSAST pretrained")
 FINETUNE_CHART = ("SSAMBA random init", "SSAMBA pretrained", "SSAMBA random init, fine-tuned",
                   "SSAMBA pretrained, fine-tuned", "SSAST pretrained, fine-tuned")
 FINETUNE_HEADLINE = ("SSAMBA random init, fine-tuned", "SSAMBA pretrained, fine-tuned", "SSAST pretrained, fine-tuned")

@@ -32,7 +32,7 @@ class FinetuneRecipe:
     """One recipe for every encoder and task. `seconds`: wall clock per run (the budget that
     makes the comparison fair); `frames`: crop length (clips are ~1.4 s; shorter crops = more
     steps per second); `head_lr_mult`: the head learns at lr x this; SpecAugment widths and
-    the share of mixed pairs (Beta(10, 10), on fbanks); `pooling` ("mean" / "mean_std") and
+    the share of mixed pairs (Beta(10, 10), on fbanks); `pooling` ("mean" / "mean_std" / "bands") and
     `head_init` ("random" / "probe": LP-FT, its fitting time counted inside `seconds`) as in
     ``ssamba.downstream.finetune.FinetuneConfig``."""
 

@@ -56,7 +56,7 @@ class DemoConfig:
     class and split. `pretrain_files`: cap on pretraining clips (None: all).
     `exclude_test_audio`: leave every task's test clips out of pretraining (the clean protocol).
     `finetune_seconds`: wall clock of each fine-tuning run (0 skips the stage); `finetune_frames`,
-    `finetune_lr`, `finetune_pooling` ("mean" / "mean_std"), `finetune_head_init` ("random" /
+    `finetune_lr`, `finetune_pooling` ("mean" / "mean_std" / "bands"), `finetune_head_init` ("random" /
     "probe", LP-FT): the rest of the fine-tuning recipe (`ssamba.demo.finetune.FinetuneRecipe`)."""
 
     minutes: float = 8.0
@@ -267,6 +267,7 @@ def run_demo(out_dir: str | Path = "demo_out", corpus: str | Path | None = None,
         pooled = stages.run(f"embed {name}", lambda make=make: encoder_embeddings(make(), probe_fbanks))
         features[name] = pooled["mean"]
         features[f"{name}, mean‖std"] = pooled["mean_std"]
+        features[f"{name}, bands"] = pooled["bands"]
         if name.startswith("SSAMBA"):  # accuracy against depth; the last layer is the headline row already
             for k in range(pooled["layer_means"].shape[1] - 1):
                 depth_features[f"{name}{LAYER_TAG}{k}"] = pooled["layer_means"][:, k]

@@ -49,7 +49,8 @@ def verdict(results: Sequence, tasks: Sequence) -> tuple[list[str], dict[str, in
     return lines, wins
 
 
-SSAMBA_PRETRAINED = ("SSAMBA pretrained", "SSAMBA pretrained, mean‖std", "SSAMBA pretrained, fine-tuned")
+SSAMBA_PRETRAINED = ("SSAMBA pretrained", "SSAMBA pretrained, mean‖std", "SSAMBA pretrained, bands",
+                     "SSAMBA pretrained, fine-tuned")
 
 
 def _best(by: dict, task: str, methods: Sequence[str]):
@@ -97,7 +98,7 @@ def goals(results: Sequence, tasks: Sequence) -> list[list[str]]:
 
 def _head_words(config) -> str:
     """The fine-tuning head in words: its pooling and how it starts."""
-    pooling = "mean‖std" if config.finetune_pooling == "mean_std" else "mean"
+    pooling = {"mean": "mean", "mean_std": "mean‖std", "bands": "per-band time means"}[config.finetune_pooling]
     start = "starting as a linear probe (LP-FT)" if config.finetune_head_init == "probe" else "starting at random"
     return f"head on the {pooling} of the last layer, {start}"
 
@@ -169,8 +170,10 @@ def build_document(config, corpus: dict, tasks: Sequence, runs: dict[str, dict],
                          "(`Embedder(layers=k)`, `ssamba embed --layers k`)."))
         doc.append(("img", "probe accuracy by layer", images["accuracy_by_layer"]))
     doc.append(("p", "Intervals: percentile bootstrap over test clips (1000 resamples). "
-                     "\"mean‖std\" rows pool the encoder's tokens by mean and standard deviation, concatenated "
-                     "(an option; the official embedding is the mean)."))
+                     "\"mean‖std\" rows pool the encoder's tokens by mean and standard deviation, concatenated; "
+                     "\"bands\" rows average each frequency band's tokens over time and concatenate the bands, "
+                     "so the embedding keeps where in the spectrum the energy sits (as M2D pools its patches). "
+                     "Both are options (`ssamba embed --pooling`); the official embedding is the mean."))
 
     doc.append(("h", 2, "Pretraining"))
     rows = []

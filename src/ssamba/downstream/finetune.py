@@ -28,12 +28,13 @@ from ssamba.data.datasets import read_dataset
 from ssamba.data.manifests import DatasetSpec, Manifest
 from ssamba.downstream.chunks import UtteranceChunks, predict_chunked
 from ssamba.downstream.head_init import HEAD_INITS, init_head_from_probe
-from ssamba.downstream.layer_sum import LAYER_CHOICES, POOLINGS, WeightedLayerSum, layer_embeddings, pool_tokens
+from ssamba.downstream.layer_sum import LAYER_CHOICES, WeightedLayerSum, layer_embeddings
 from ssamba.downstream.metrics import classification_metrics
 from ssamba.downstream.runs import RunResults, plan_runs
 from ssamba.downstream.selection import SELECTIONS, EpochSelector
 from ssamba.errors import CheckpointError, ConfigError
 from ssamba.features.augment import AugmentConfig, Augmenter
+from ssamba.models.encoder import POOLINGS, pool_tokens, pooled_dim
 from ssamba.train.config import TrainConfig, from_dict, to_dict
 
 log = logging.getLogger(__name__)
@@ -58,8 +59,9 @@ class FinetuneConfig:
       then stays in eval mode (no drop path).
     layers: "last" (the final layer's tokens) or "weighted_sum" (learned softmax weights over every
       layer's output, s3prl's `-s hidden_states`; the weights train with the head).
-    pooling: what the head reads of the tokens: "mean" (the official embedding) or "mean_std"
-      (mean and standard deviation concatenated; keeps speaker/channel statistics).
+    pooling: what the head reads of the tokens: "mean" (the official embedding), "mean_std"
+      (mean and standard deviation concatenated; keeps speaker/channel statistics) or "bands"
+      (per frequency band the mean over time, concatenated; keeps the spectral envelope).
     head_init: "random", or "probe": the head starts as a logistic regression fitted on the frozen
       encoder's training-set features (LP-FT; `ssamba.downstream.head_init`).
     eval_chunks: score validation and test utterances whole, in chunks of the feature preset's
@@ -141,7 +143,7 @@ class FinetuneTask(nn.Module):
             raise ConfigError(f"finetune.pooling={pooling!r}: must be one of {', '.join(POOLINGS)}")
         self.encoder = encoder
         self.layers, self.pooling = layers, pooling
-        dim = encoder.embed_dim * (2 if pooling == "mean_std" else 1)
+        dim = pooled_dim(encoder, pooling)
         self.head = ClassificationHead(dim, num_classes, encoder.num_layers if layers == "weighted_sum" else None)
         self.loss_name = loss
         self.head_lr_mult = head_lr_mult

@@ -7,7 +7,8 @@ equals ``forward_features``). The clip embedding is the weighted sum of the per-
 (mean of the non-CLS tokens), the same as pooling the weighted sum of the tokens, since both
 the sum and the mean are linear.
 
-``pool_tokens`` is the pooling a fine-tuning head reads: the official mean, or mean‖std.
+``pool_tokens`` (``ssamba.models``) is the pooling a fine-tuning head reads: the official mean,
+mean‖std, or the frequency bands.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ssamba.models.encoder import mean_std_pool
+from ssamba.models.encoder import pool_tokens
 
 LAYER_CHOICES = ("last", "weighted_sum")
-POOLINGS = ("mean", "mean_std")
 
 
 class WeightedLayerSum(nn.Module):
@@ -36,11 +36,6 @@ class WeightedLayerSum(nn.Module):
         stacked = torch.stack(list(layers), dim=0)
         norm = torch.softmax(self.weights, dim=0).to(stacked.dtype)
         return (norm.view(-1, *[1] * (stacked.dim() - 1)) * stacked).sum(dim=0)
-
-
-def pool_tokens(encoder: nn.Module, tokens: torch.Tensor, pooling: str = "mean") -> torch.Tensor:
-    """(B, D) official mean of the non-CLS tokens, or (B, 2D) their mean‖std (``pooling="mean_std"``)."""
-    return encoder.pool(tokens) if pooling == "mean" else mean_std_pool(tokens, encoder.num_cls_tokens)
 
 
 def layer_embeddings(encoder: nn.Module, fbank: torch.Tensor, pooling: str = "mean") -> list[torch.Tensor]:

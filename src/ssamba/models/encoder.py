@@ -19,6 +19,8 @@ from ssamba.nn.mamba import BiMamba, MambaBlock
 from ssamba.nn.patch import PatchEmbed, patch_grid_size, patchify, resize_pos_embed
 from ssamba.nn.transformer import TransformerBlock
 
+POOLINGS = ("mean", "mean_std", "bands")  # clip embeddings from tokens: see pool_tokens
+
 
 def mean_std_pool(tokens: torch.Tensor, num_cls_tokens: int) -> torch.Tensor:
     """(B, 2D): mean and standard deviation over the non-CLS tokens (B, n_cls + P, D), concatenated.
@@ -30,6 +32,44 @@ def mean_std_pool(tokens: torch.Tensor, num_cls_tokens: int) -> torch.Tensor:
     mean = patches.mean(dim=1)
     std = (patches - mean[:, None]).pow(2).mean(dim=1).add(1e-12).sqrt()
     return torch.cat([mean, std], dim=1)
+
+
+def band_pool(tokens: torch.Tensor, num_cls_tokens: int, num_bands: int) -> torch.Tensor:
+    """(B, bands * D): per frequency band, the mean over time of its tokens; bands concatenated,
+    lowest first (the clip embedding of M2D / MSM-MAE for patch-based encoders).
+
+    The official mean averages over frequency too, so it keeps the shape of a 16-bin patch but
+    not where in the spectrum the energy sits; the spectral envelope (speaker, channel, timbre)
+    survives here. Patch order is frequency-major, so the tokens reshape to (bands, time)."""
+    patches = tokens[:, num_cls_tokens:]
+    batch, count, dim = patches.shape
+    if count % num_bands:
+        raise ConfigError(f"band pooling: {count} patch tokens do not split into {num_bands} frequency bands")
+    return patches.reshape(batch, num_bands, count // num_bands, dim).mean(dim=2).flatten(1)
+
+
+def num_bands(model: nn.Module) -> int:
+    """Frequency rows of an encoder's patch grid (the same for every clip length)."""
+    return model.patch_grid(model.config.tshape)[0]
+
+
+def pool_tokens(model: nn.Module, tokens: torch.Tensor, pooling: str = "mean") -> torch.Tensor:
+    """A clip embedding from tokens (B, n_cls + P, D): ``"mean"`` the official (B, D), ``"mean_std"``
+    (B, 2D) or ``"bands"`` (B, bands * D); ``model`` gives the CLS count and the patch grid."""
+    if pooling == "mean":
+        return tokens[:, model.num_cls_tokens:].mean(dim=1)
+    if pooling == "mean_std":
+        return mean_std_pool(tokens, model.num_cls_tokens)
+    if pooling == "bands":
+        return band_pool(tokens, model.num_cls_tokens, num_bands(model))
+    raise ConfigError(f"pooling={pooling!r}: must be one of {', '.join(POOLINGS)}")
+
+
+def pooled_dim(model: nn.Module, pooling: str = "mean") -> int:
+    """Width of ``pool_tokens(model, tokens, pooling)``."""
+    if pooling not in POOLINGS:
+        raise ConfigError(f"pooling={pooling!r}: must be one of {', '.join(POOLINGS)}")
+    return model.config.embed_dim * {"mean": 1, "mean_std": 2, "bands": num_bands(model)}[pooling]
 
 
 class AudioEncoder(nn.Module):
