@@ -41,7 +41,8 @@ from ssamba.downstream.probe import ProbeConfig  # noqa: E402
 from ssamba.models import load as load_encoder  # noqa: E402
 
 BASELINE = "baseline"
-# name -> ("pretrain", DemoConfig overrides) or ("finetune", FinetuneRecipe overrides)
+# name -> ("pretrain", DemoConfig overrides), ("finetune", FinetuneRecipe overrides) or ("poolings", {}):
+# the baseline encoder and its random initialisation probed with every pooling
 SETTINGS: dict[str, tuple[str, dict]] = {
     BASELINE: ("pretrain", {}),
     "finetune lr 3e-4, head x30": ("finetune", {"lr": 3e-4, "head_lr_mult": 30.0}),
@@ -55,6 +56,7 @@ SETTINGS: dict[str, tuple[str, dict]] = {
     "finetune LP-FT, mean‖std head": ("finetune", {"head_init": "probe", "pooling": "mean_std"}),
     "finetune bands head": ("finetune", {"pooling": "bands"}),
     "finetune LP-FT, bands head": ("finetune", {"head_init": "probe", "pooling": "bands"}),
+    "probe poolings": ("poolings", {}),
     # the demo's recipe again, beside the LP-FT rows: the VM's speed drifts between sessions
     "finetune demo recipe, rerun": ("finetune", {}),
 }
@@ -68,6 +70,20 @@ def dev_split(task: DemoTask) -> DemoTask:
     classes = sorted({i.label for i in train})
     return DemoTask(task.name, task.description, classes, train, [i for i in valid if i.label in classes],
                     task.group_kind)
+
+
+def probe_poolings(encoders: dict[str, torch.nn.Module], tasks, fbank_of, threads: int, probe: ProbeConfig,
+                   seed: int) -> list[dict]:
+    """Dev-valid probe accuracy of each encoder with the official mean, mean‖std and bands poolings."""
+    paths = sorted({i.path.resolve() for t in tasks for i in t.train_items + t.test_items})
+    row_of = {p: k for k, p in enumerate(paths)}
+    features = {}
+    for name, encoder in encoders.items():
+        torch.set_num_threads(threads)
+        pooled = encoder_embeddings(encoder, [fbank_of(p) for p in paths])
+        features |= {f"{name}, {pooling}": pooled[pooling] for pooling in ("mean", "mean_std", "bands")}
+    torch.set_num_threads(1)
+    return [r.row() | {"kind": "probe"} for r in probe_tasks(tasks, features, row_of, probe, seed)]
 
 
 def score(encoder: torch.nn.Module, name: str, tasks, fbank_of, pad_value: float, recipe, out: Path,
@@ -130,6 +146,11 @@ def run(out: Path, minutes: float, finetune_seconds: float, only: list[str] | No
                               config.finetune_recipe(), out / name / "finetune", config.seed, probe)
             facts = {"steps": summary["steps"], "final": {k: summary["metrics"].get(k) for k in ("acc", "mse", "nce")},
                      "run_config": summary["run_config"]}
+        elif kind == "poolings":
+            encoders = {"pretrained": load_encoder(out / BASELINE / "ssamba" / "encoder"),
+                        "random init": random_init_encoder(done[BASELINE]["run_config"])}
+            rows += probe_poolings(encoders, tasks, fbank_of, base.threads, probe, base.seed)
+            facts = {}
         else:
             baseline = done[BASELINE]
             recipe = replace(base.finetune_recipe(), **overrides)

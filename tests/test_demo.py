@@ -100,7 +100,7 @@ def test_fine_tuning_stage_and_per_layer_probes(demo):
         (t, f"SSAMBA {which}, layer 0") for t in TASKS for which in ("random init", "pretrained")}
     report = (out / "report.md").read_text()
     assert "## Fine-tuning" in report and "Clean protocol" in report
-    assert "head on the mean of the last layer, starting at random" in report  # the default recipe, stated
+    assert "head on the per-band time means of the last layer, starting at random" in report  # the default recipe, stated
 
 
 def test_clean_protocol_leaves_test_clips_out_of_pretraining(tmp_path):

@@ -27,7 +27,7 @@ def _toy_task(per_class: int = 10) -> tuple[DemoTask, dict]:
     return DemoTask("toy", "toy bands", ["c0", "c1", "c2"], items["train"], items["test"]), fbanks
 
 
-@pytest.mark.parametrize("pooling", ["mean", "mean_std"])
+@pytest.mark.parametrize("pooling", ["mean", "mean_std", "bands"])
 def test_lp_ft_run_starts_from_the_probe_and_scores_the_test_split(tmp_path, pooling):
     task, fbanks = _toy_task()
     accuracy = {}
@@ -40,7 +40,8 @@ def test_lp_ft_run_starts_from_the_probe_and_scores_the_test_split(tmp_path, poo
         result, run = finetune_one(encoder, task, fbanks.__getitem__, 0.0, recipe, "toy, fine-tuned",
                                    tmp_path / head_init, seed=0)
         assert run["steps"] >= 1 and result.method == "toy, fine-tuned" and len(result.predictions) == 30
-        assert result.ci_low <= result.accuracy <= result.ci_high and result.dim == 32
+        assert result.ci_low <= result.accuracy <= result.ci_high
+        assert result.dim == {"mean": 32, "mean_std": 64, "bands": 8 * 32}[pooling]   # what the head reads
         accuracy[head_init] = result.accuracy
     # Adam moves each weight by about lr per step, so at lr 1e-9 every head stays where it started,
     # however many steps the 2 s allow: the probe's head separates the bands (0.87 here), a random

@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 from ssamba.demo.evaluate import ProbeResult, bootstrap_ci
 from ssamba.demo.features import pad_to
 from ssamba.features.augment import sample_beta, spec_augment
+from ssamba.models.encoder import pooled_dim
 
 FINETUNED = ", fine-tuned"
 
@@ -136,7 +137,7 @@ def finetune_one(encoder: torch.nn.Module, task, fbank_of: Callable[[Path], np.n
     scores = np.eye(len(task.classes), dtype=np.float32)[predictions]
     macro_f1 = classification_metrics(scores, np.eye(len(task.classes), dtype=np.float32)[labels]).get("macro_f1")
     result = ProbeResult(task.name, method, float(correct.mean()), low, high, float(macro_f1),
-                         int(encoder.embed_dim), predictions, labels)
+                         pooled_dim(encoder, recipe.pooling), predictions, labels)
     return result, {"task": task.name, "method": method, "steps": summary["steps"], "epochs": summary["epochs"],
                     "last_loss": float(summary["metrics"].get("loss", float("nan")))}
 

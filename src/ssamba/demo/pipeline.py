@@ -79,7 +79,7 @@ class DemoConfig:
     finetune_seconds: float = 40.0
     finetune_frames: int = 128
     finetune_lr: float = 1e-3
-    finetune_pooling: str = "mean"
+    finetune_pooling: str = "bands"
     finetune_head_init: str = "random"
     quick: bool = False
 
