@@ -152,36 +152,32 @@ class Embedder:
         return pool_tokens(self.model, tokens.float(), pooling)
 
     def _pool_batch(self, batch: torch.Tensor, poolings: Sequence[str]) -> list[torch.Tensor]:
-        """Each pooling of one pass over a batch of windows: (B, width), or (B, layers, 2D) for "per_layer"."""
+        """Each pooling of one pass over a batch of windows: (B, width); (B, layers, 2D) for
+        "per_layer"; (B, t, D) for "columns" (the time columns, tokens averaged over frequency)."""
         every = self.model.forward_layers(batch) if "per_layer" in poolings else None
         tokens = self._tokens(batch, every) if set(poolings) - {"per_layer"} else None
-        return [torch.stack([self._pool(t, "mean_std") for t in every], dim=1) if pooling == "per_layer"
-                else self._pool(tokens, pooling) for pooling in poolings]
-
-    def _autocast(self):
-        return (torch.autocast(self.device.type, dtype=torch.bfloat16)
-                if self.dtype == torch.bfloat16 else contextlib.nullcontext())
+        out = []
+        for pooling in poolings:
+            if pooling == "per_layer":
+                out.append(torch.stack([self._pool(t, "mean_std") for t in every], dim=1))
+            elif pooling == "columns":
+                f, t = self.model.patch_grid(batch.shape[1], batch.shape[2])
+                out.append(tokens[:, self.model.num_cls_tokens:].reshape(len(batch), f, t, -1).mean(dim=1))
+            else:
+                out.append(self._pool(tokens, pooling))
+        return out
 
     def _run(self, windows: list[torch.Tensor], poolings: Sequence[str]) -> list[torch.Tensor]:
         """Every window pooled each way: one (W, ...) tensor per pooling, from one encoder pass."""
         outputs: list[list[torch.Tensor]] = [[] for _ in poolings]
-        with torch.inference_mode(), self._autocast():
+        autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16)
+                    if self.dtype == torch.bfloat16 else contextlib.nullcontext())
+        with torch.inference_mode(), autocast:
             for start in range(0, len(windows), self.batch_size):
                 batch = torch.stack(windows[start:start + self.batch_size]).to(self.device)
                 for out, pooled in zip(outputs, self._pool_batch(batch, poolings)):
                     out.append(pooled.float().cpu())
         return [torch.cat(out) for out in outputs]
-
-    def _run_columns(self, windows: list[torch.Tensor]) -> torch.Tensor:
-        """(W, t, D): per window, the tokens of each time column averaged over frequency."""
-        outputs = []
-        with torch.inference_mode(), self._autocast():
-            for start in range(0, len(windows), self.batch_size):
-                batch = torch.stack(windows[start:start + self.batch_size]).to(self.device)
-                f, t = self.model.patch_grid(batch.shape[1], batch.shape[2])
-                patches = self._tokens(batch)[:, self.model.num_cls_tokens:]
-                outputs.append(patches.reshape(len(batch), f, t, -1).mean(dim=1).float().cpu())
-        return torch.cat(outputs)
 
     def _prepare(self, fbanks: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[ClipWindows]]:
         """All windows of the clips' normalised fbanks, and where each clip's windows sit."""
@@ -221,7 +217,7 @@ class Embedder:
     def timestamps(self, waves: Sequence[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per clip: (T, D) embeddings of the time columns that hold audio, and (T,) centres in ms."""
         windows, clips = self._prepare([self.features(wave) for wave in waves])
-        columns = self._run_columns(windows)  # (W, t, D)
+        columns = self._run(windows, ["columns"])[0]  # (W, t, D)
         per_window = columns.shape[1]
         shift = self.hop // self.tstride
         results = []
