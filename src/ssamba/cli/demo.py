@@ -18,7 +18,7 @@ def add_parser(sub) -> None:
     p.add_argument("--cache", type=Path, default=None,
                    help="where the Debian corpus and feature cache live (default: ~/.cache/ssamba/demo)")
     p.add_argument("--minutes", type=float, default=None,
-                   help="pretraining wall-clock minutes per model (default: 8, or 0.3 with --quick)")
+                   help="pretraining wall-clock minutes per model (default: 8, or 0.2 with --quick)")
     p.add_argument("--seed", type=int, default=0, help="seed for splits, initialisation and training (default 0)")
     p.set_defaults(func=run)
 

@@ -86,8 +86,8 @@ class DemoConfig:
     @classmethod
     def quick_preset(cls, **overrides: Any) -> "DemoConfig":
         """Smoke-test sizes: 4-layer encoders, seconds of training each, a few hundred clips."""
-        base = dict(minutes=0.3, depth=4, warmup_steps=10, max_per_class=10, pretrain_files=300, probe_max_iter=50,
-                    finetune_seconds=3.0, quick=True)
+        base = dict(minutes=0.2, depth=4, warmup_steps=10, max_per_class=10, pretrain_files=300, probe_max_iter=50,
+                    finetune_seconds=1.5, quick=True)
         return cls(**{**base, **overrides})
 
     def __post_init__(self) -> None:
