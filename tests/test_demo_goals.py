@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from ssamba.demo.evaluate import ProbeResult
-from ssamba.demo.report import goals, verdict
+from ssamba.demo.report import bands_sentence, goals, verdict
 
 TASKS = [SimpleNamespace(name=n) for n in ("voice_pack", "word", "drum_instrument", "language")]
 
@@ -76,3 +76,12 @@ def test_verdict_sentences_and_win_counts_follow_the_intervals():
     voice, word = lines[0], lines[1]
     assert "better than random init (45.0 vs 30.0 %)" in voice and "worse than log-mel stats (45.0 vs 70.0 %)" in voice
     assert "not distinguishable from random init" in word and "not distinguishable from log-mel stats" in word
+
+
+def test_bands_sentence_counts_pretrained_against_random_init_with_the_spectrum_kept():
+    assert bands_sentence(results(PROBES), TASKS) is None   # a run without bands rows says nothing
+    bands = {"SSAMBA pretrained, bands": (0.56, 0.30, 0.40, 0.98), "SSAMBA random init, bands": (0.61, 0.25, 0.51, 0.97)}
+    text = bands_sentence(results(PROBES | bands), TASKS)
+    # ahead on word and language, overlapping (intervals +-0.05); drum behind, apart (0.35-0.45 vs 0.46-0.56)
+    assert "ahead of its random initialisation on 2 of 4 tasks, 0 with intervals apart" in text
+    assert "behind with intervals apart on 1" in text and "drum_instrument 40.0 vs 51.0" in text

@@ -49,6 +49,23 @@ def verdict(results: Sequence, tasks: Sequence) -> tuple[list[str], dict[str, in
     return lines, wins
 
 
+def bands_sentence(results: Sequence, tasks: Sequence) -> str | None:
+    """Pretrained vs random-init SSAMBA when both are pooled by frequency band (the spectrum kept),
+    counted like the verdict; None when the run has no bands rows."""
+    by = {(r.task, r.method): r for r in results}
+    pairs = [(t.name, by[(t.name, "SSAMBA pretrained, bands")], by[(t.name, "SSAMBA random init, bands")])
+             for t in tasks if (t.name, "SSAMBA pretrained, bands") in by and (t.name, "SSAMBA random init, bands") in by]
+    if not pairs:
+        return None
+    ahead = sum(ours.accuracy > other.accuracy for _, ours, other in pairs)
+    apart = sum(_apart(ours, other) > 0 for _, ours, other in pairs)
+    behind = sum(_apart(ours, other) < 0 for _, ours, other in pairs)
+    numbers = ", ".join(f"{task} {_pct(ours.accuracy)} vs {_pct(other.accuracy)}" for task, ours, other in pairs)
+    return (f"With the bands pooling, which keeps where in the spectrum the energy sits, pretrained SSAMBA is ahead "
+            f"of its random initialisation on {ahead} of {len(pairs)} tasks, {apart} with intervals apart"
+            + (f", and behind with intervals apart on {behind}" if behind else "") + f" ({numbers} %).")
+
+
 SSAMBA_PRETRAINED = ("SSAMBA pretrained", "SSAMBA pretrained, mean‖std", "SSAMBA pretrained, bands",
                      "SSAMBA pretrained, fine-tuned")
 
@@ -125,6 +142,8 @@ def build_document(config, corpus: dict, tasks: Sequence, runs: dict[str, dict],
                      f"{n} tasks and than log-mel statistics on {wins['log-mel stats']} of {n} tasks."))
     for line in lines:
         doc.append(("p", line))
+    if (bands := bands_sentence(results, tasks)) is not None:
+        doc.append(("p", bands))
     if config.exclude_test_audio:
         doc.append(("p", "Clean protocol: no test clip of any task was in the pretraining audio."))
     doc.append(("h", 2, "Goals"))
