@@ -20,9 +20,8 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # as ssamba sets it, before torch loads OpenMP
 
 import torch  # noqa: E402
+from demo_sweep import probe_poolings  # noqa: E402  (this folder: the sweep's probe of every pooling)
 
-from ssamba.demo.embeddings import encoder_embeddings  # noqa: E402
-from ssamba.demo.evaluate import probe_tasks  # noqa: E402
 from ssamba.demo.features import compute_fbanks  # noqa: E402
 from ssamba.demo.finetune import finetune_tasks  # noqa: E402
 from ssamba.demo.pipeline import DEFAULT_CACHE, MIN_CLIP_SECONDS, DemoConfig, _load_corpus  # noqa: E402
@@ -46,12 +45,8 @@ def main() -> None:
     store = compute_fbanks(paths, DEFAULT_CACHE, workers=config.threads)
     fbank_of = dict(zip(store.paths, store.fbanks)).__getitem__
     encoder = load_encoder(args.encoder)
-    torch.set_num_threads(config.threads)
-    pooled = encoder_embeddings(encoder, [fbank_of(p) for p in paths])
-    features = {f"{args.name}, {pooling}": pooled[pooling] for pooling in ("mean", "mean_std", "bands")}
-    torch.set_num_threads(1)
     probe = ProbeConfig(weight_decay=config.probe_weight_decay, max_iter=config.probe_max_iter)
-    rows = [r.row() for r in probe_tasks(tasks, features, {p: k for k, p in enumerate(paths)}, probe, config.seed)]
+    rows = probe_poolings({args.name: encoder}, tasks, fbank_of, config.threads, probe, config.seed)
     runs = []
     if not args.no_finetune:
         torch.set_num_threads(config.threads)

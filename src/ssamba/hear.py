@@ -19,9 +19,8 @@ from typing import Sequence
 import torch
 
 from ssamba.audio import load_audio
-from ssamba.config import check_choice
 from ssamba.inference import Embedder, as_encoder
-from ssamba.models.encoder import POOLINGS, pooled_dim
+from ssamba.models.encoder import pooled_dim
 
 
 class HearModel(torch.nn.Module):
@@ -30,7 +29,6 @@ class HearModel(torch.nn.Module):
     def __init__(self, encoder: torch.nn.Module, device: str | None = None, batch_size: int = 8,
                  layers: int | Sequence[int] | str | None = None, pooling: str = "mean") -> None:
         super().__init__()
-        check_choice("pooling", pooling, POOLINGS)
         self.encoder = encoder
         self.embedder = Embedder(encoder, device=device, batch_size=batch_size, layers=layers)
         self.pooling = pooling

@@ -53,8 +53,8 @@ def bands_sentence(results: Sequence, tasks: Sequence) -> str | None:
     """Pretrained vs random-init SSAMBA when both are pooled by frequency band (the spectrum kept),
     counted like the verdict; None when the run has no bands rows."""
     by = {(r.task, r.method): r for r in results}
-    pairs = [(t.name, by[(t.name, "SSAMBA pretrained, bands")], by[(t.name, "SSAMBA random init, bands")])
-             for t in tasks if (t.name, "SSAMBA pretrained, bands") in by and (t.name, "SSAMBA random init, bands") in by]
+    methods = ("SSAMBA pretrained, bands", "SSAMBA random init, bands")
+    pairs = [(t.name, *(by[(t.name, m)] for m in methods)) for t in tasks if all((t.name, m) in by for m in methods)]
     if not pairs:
         return None
     ahead = sum(ours.accuracy > other.accuracy for _, ours, other in pairs)

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ssamba.checkpoints.format import write_encoder_files
+from ssamba.config import check_choice
 from ssamba.errors import ConfigError
 from ssamba.models.config import EncoderConfig
 from ssamba.nn.droppath import DropPath
@@ -55,20 +56,19 @@ def num_bands(model: nn.Module) -> int:
 
 def pool_tokens(model: nn.Module, tokens: torch.Tensor, pooling: str = "mean") -> torch.Tensor:
     """A clip embedding from tokens (B, n_cls + P, D): ``"mean"`` the official (B, D), ``"mean_std"``
-    (B, 2D) or ``"bands"`` (B, bands * D); ``model`` gives the CLS count and the patch grid."""
+    (B, 2D) or ``"bands"`` (B, bands * D); ``model`` (an encoder or an ``OnnxEncoder``) gives its
+    official ``pool``, the CLS count and the patch grid."""
+    check_choice("pooling", pooling, POOLINGS)
     if pooling == "mean":
-        return tokens[:, model.num_cls_tokens:].mean(dim=1)
+        return model.pool(tokens)
     if pooling == "mean_std":
         return mean_std_pool(tokens, model.num_cls_tokens)
-    if pooling == "bands":
-        return band_pool(tokens, model.num_cls_tokens, num_bands(model))
-    raise ConfigError(f"pooling={pooling!r}: must be one of {', '.join(POOLINGS)}")
+    return band_pool(tokens, model.num_cls_tokens, num_bands(model))
 
 
 def pooled_dim(model: nn.Module, pooling: str = "mean") -> int:
     """Width of ``pool_tokens(model, tokens, pooling)``."""
-    if pooling not in POOLINGS:
-        raise ConfigError(f"pooling={pooling!r}: must be one of {', '.join(POOLINGS)}")
+    check_choice("pooling", pooling, POOLINGS)
     return model.config.embed_dim * {"mean": 1, "mean_std": 2, "bands": num_bands(model)}[pooling]
 
 
