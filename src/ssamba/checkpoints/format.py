@@ -79,7 +79,9 @@ def write_encoder_files(directory: str | os.PathLike, config: dict, state: dict,
     always has its weights."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    meta = {"format": "ssamba-encoder", "format_version": FORMAT_VERSION, "encoder": config}
+    # model_type: what transformers' AutoConfig reads (ssamba.integrations.transformers_adapter)
+    meta = {"format": "ssamba-encoder", "format_version": FORMAT_VERSION,
+            "model_type": config.get("arch", "ssamba"), "encoder": config}
     atomic_write(directory / WEIGHTS_FILE, lambda tmp: save_file(_tensors(state), tmp))
     if extra_state:
         atomic_write(directory / EXTRA_FILE, lambda tmp: save_file(_tensors(extra_state), tmp))
