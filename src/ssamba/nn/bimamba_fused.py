@@ -45,12 +45,12 @@ _NO_CKPT = np.zeros((1, 1, 1, 1, 1), dtype=np.float32)
 
 
 @njit(fastmath=True, cache=True, error_model="numpy", inline="always")
-def conv_pre_activation(x, weight, bias, d, row, L, acc):
+def conv_pre_activation(x, weight, bias, d, row, t, L, acc):
     """acc[:E] = bias[d] + Σ_k weight[d, k] · x[row + shift_k] for direction ``d``'s depthwise conv:
     causal for d=0 (x[t - (K-1) + k]); for d=1 the causal conv of the flipped sequence, which in
-    original time order reads x[t + K-1 - k]. Taps outside the clip (t = row mod L) read zeros."""
+    original time order reads x[t + K-1 - k]. ``row`` is time ``t`` of a clip of ``L`` valid
+    tokens; taps outside the clip (before 0, at or after L: padding) read zeros."""
     K = weight.shape[1]
-    t = row % L
     for e in range(acc.shape[0]):
         acc[e] = bias[d, e]
     for k in range(K):
@@ -61,13 +61,14 @@ def conv_pre_activation(x, weight, bias, d, row, L, acc):
 
 
 @njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
-def _conv_silu_kernel(x, weight, bias, out, L, parts):
+def _conv_silu_kernel(x, weight, bias, out, L, lengths, parts):
     """u[d, row] = SiLU(bias[d] + depthwise conv of x), causal for d=0, anti-causal for d=1.
 
     x: (batch·L, >=E) rows (only the first E columns are read);
     weight: (2, K, E) (tap-major, so the channel loop is contiguous);
-    bias: (2, E); out: (2, batch·L, E). Rows of different clips never mix. The 2·batch·L
-    output rows are split into ``parts`` contiguous ranges, one per worker.
+    bias: (2, E); out: (2, batch·L, E). Rows of different clips never mix; clip b holds
+    ``lengths[b]`` valid tokens and its padding rows get zeros. The 2·batch·L output rows are
+    split into ``parts`` contiguous ranges, one per worker.
     """
     rows = x.shape[0]
     E = out.shape[2]
@@ -78,19 +79,26 @@ def _conv_silu_kernel(x, weight, bias, out, L, parts):
         for item in range(p * per_part, min(items, (p + 1) * per_part)):
             d = item // rows
             row = item - d * rows
-            conv_pre_activation(x, weight, bias, d, row, L, acc)
+            t = row % L
+            valid = lengths[row // L]
+            if t >= valid:
+                for e in range(E):
+                    out[d, row, e] = _ZERO
+                continue
+            conv_pre_activation(x, weight, bias, d, row, t, valid, acc)
             for e in range(E):
                 a = acc[e]
                 out[d, row, e] = a * _sigmoid32(a)
 
 
 @njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
-def _biscan_kernel(u, delta, xdbl, A, D, bias, z, out, L, R, parts, pre_gate, ckpt, train):
+def _biscan_kernel(u, delta, xdbl, A, D, bias, z, out, L, lengths, R, parts, pre_gate, ckpt, train):
     """out = (y_fwd + y_bwd + D·u terms) · SiLU(z) / 2 for both scan directions, time-major.
 
     u, delta: (2, batch·L, E); xdbl: (2, batch·L, R + 2N) with B at columns R.., C at R+N..;
     A: (2, E, N); D, bias: (2, E) (delta gets softplus(delta + bias)); z: (batch·L, E) view;
-    out: (batch·L, E). Direction 0 runs t = 0..L-1, direction 1 runs t = L-1..0.
+    out: (batch·L, E). Clip b has ``lengths[b]`` = Lb valid tokens (then padding, which gets
+    zeros and costs no scan work): direction 0 runs t = 0..Lb-1, direction 1 runs t = Lb-1..0.
     ``train``: also keep what the backward needs: ``pre_gate`` (batch·L, E) receives the sum
     before the gate, ``ckpt`` (2, blocks, ceil(L / SEGMENT), N, LANES) the state before every
     SEGMENT-th step of each direction (in that direction's step order).
@@ -111,18 +119,20 @@ def _biscan_kernel(u, delta, xdbl, A, D, bias, z, out, L, R, parts, pre_gate, ck
         y_row = carray(_stack_float32(16), (LANES,))
         for block in range(p * per_part, min(blocks, (p + 1) * per_part)):
             row0, base, first = block_lanes(block, E, L)
-            for t in range(L):
+            valid = lengths[row0 // L]
+            for t in range(valid):
                 for j in range(LANES):
                     ys[t, j] = _ZERO
             for d in range(2):
                 Bv, Cv = xdbl[d, :, R:R + N], xdbl[d, :, R + N:]
-                load_direction(u, delta, A, D, bias, d, row0, base, first, dts, None, dtus, ys, rates)
+                load_direction(u, delta, A, D, bias, d, row0, base, first, dts[:valid], None, dtus[:valid],
+                               ys[:valid], rates)
                 for n in range(N):
                     for j in range(LANES):
                         rates[n, j] *= _LOG2E          # decay = 2^(dt·A·log2 e)
                         h[n, j] = _ZERO
-                for step in range(L):
-                    t = step if d == 0 else L - 1 - step
+                for step in range(valid):
+                    t = step if d == 0 else valid - 1 - step
                     row = row0 + t
                     if train and step % SEGMENT == 0:
                         k = step // SEGMENT
@@ -134,7 +144,7 @@ def _biscan_kernel(u, delta, xdbl, A, D, bias, z, out, L, R, parts, pre_gate, ck
                     scan_step(h, rates, dts, dtus, t, Bv, Cv, row, y_row)
                     for j in range(LANES):
                         ys[t, j] += y_row[j]
-            for t in range(L):
+            for t in range(valid):
                 row = row0 + t
                 for j in range(LANES):   # every lane into stack scratch, so the sigmoid vectorises
                     zt = z[row, base + j]
@@ -143,6 +153,11 @@ def _biscan_kernel(u, delta, xdbl, A, D, bias, z, out, L, R, parts, pre_gate, ck
                     if train:
                         pre_gate[row, base + j] = ys[t, j]
                     out[row, base + j] = y_row[j]
+            for row in range(row0 + valid, row0 + L):   # padding
+                for j in range(first, LANES):
+                    if train:
+                        pre_gate[row, base + j] = _ZERO
+                    out[row, base + j] = _ZERO
 
 
 @njit(fastmath=True, cache=True, error_model="numpy", inline="always")
@@ -164,7 +179,8 @@ def block_lanes(block, E, L):
 @njit(fastmath=True, cache=True, error_model="numpy", inline="always")
 def load_direction(u, delta, A, D, bias, d, row0, base, first, dts, us, dtus, skip, rates):
     """Gather direction ``d`` of one block into lane-major scratch: dts, dtus (and ``us`` unless
-    None) (L, LANES); adds D·u into ``skip`` unless None; rates (N, LANES) = A.
+    None) (L, LANES), L = the clip's valid tokens (callers pass row slices of longer scratch);
+    adds D·u into ``skip`` unless None; rates (N, LANES) = A.
     Inert lanes (below ``first``) get zeros: no input, decay 1, zero gradient.
     """
     L = dts.shape[0]
@@ -197,14 +213,25 @@ def _direction_params(mixer, reverse: bool) -> dict[str, torch.Tensor]:
     return {key: torch.stack([first[key], second[key]]).contiguous() for key in fwd}
 
 
-def bimamba_inference(mixer, hidden: torch.Tensor, reverse: bool = False) -> torch.Tensor:
+def clip_lengths(lengths: torch.Tensor | None, batch: int, length: int) -> np.ndarray:
+    """Valid tokens per clip as the kernels take them: int64 (batch,), all ``length`` when None."""
+    if lengths is None:
+        return np.full(batch, length, dtype=np.int64)
+    return lengths.detach().to("cpu", torch.int64).numpy()
+
+
+def bimamba_inference(mixer, hidden: torch.Tensor, reverse: bool = False,
+                      lengths: torch.Tensor | None = None) -> torch.Tensor:
     """The mixer's output (batch, L, D) for float32 CPU ``hidden`` without autograd.
 
     ``reverse=True`` gives ``flip(mixer(flip(hidden)))`` without flipping anything.
+    ``lengths`` (batch,): valid tokens per clip (then padding, whose outputs are zeros); each
+    clip's scans and convs stop at its length and ``reverse`` flips only those tokens.
     """
     batch, length, _ = hidden.shape
     E, R = mixer.d_inner, mixer.dt_rank
     rows = batch * length
+    valid = clip_lengths(lengths, batch, length)
     with torch.no_grad():
         params = _direction_params(mixer, reverse)
         xz = torch.matmul(hidden.reshape(rows, -1), mixer.in_proj.weight.t())    # (rows, 2E)
@@ -213,12 +240,12 @@ def bimamba_inference(mixer, hidden: torch.Tensor, reverse: bool = False) -> tor
         xz_np = xz.numpy()
         with _LAUNCH_LOCK:
             _conv_silu_kernel(xz_np, params["conv_w"].numpy(), params["conv_b"].numpy(),
-                              u.numpy(), length, parts)
+                              u.numpy(), length, valid, parts)
         x_dbl = torch.bmm(u, params["x_w"])                                                # (2, rows, R+2N)
         delta = torch.bmm(x_dbl[..., :R], params["dt_w"])                                  # (2, rows, E)
         y = xz.new_empty(rows, E)
         with _LAUNCH_LOCK:
             _biscan_kernel(u.numpy(), delta.numpy(), x_dbl.numpy(), params["A"].numpy(),
                            params["D"].numpy(), params["dt_b"].numpy(),
-                           xz_np[:, E:], y.numpy(), length, R, parts, _NO_PRE_GATE, _NO_CKPT, False)
+                           xz_np[:, E:], y.numpy(), length, valid, R, parts, _NO_PRE_GATE, _NO_CKPT, False)
         return torch.matmul(y, mixer.out_proj.weight.t()).view(batch, length, -1)

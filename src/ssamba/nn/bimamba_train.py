@@ -41,6 +41,7 @@ from ssamba.nn.bimamba_fused import (
     _conv_silu_kernel,
     _direction_params,
     block_lanes,
+    clip_lengths,
     conv_pre_activation,
     load_direction,
 )
@@ -51,9 +52,12 @@ _HALF = _F(0.5)
 
 
 @njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
-def _biscan_backward_kernel(u, delta, xdbl, A, D, bias, z, pre_gate, dout, ckpt, L, R, parts,
+def _biscan_backward_kernel(u, delta, xdbl, A, D, bias, z, pre_gate, dout, ckpt, L, lengths, R, parts,
                             du, ddelta, dz, dxdbl_part, dA_ch, dD_ch, dbias_ch):
     """Gradients of ``_biscan_kernel`` (train mode) for the same blocks of LANES channels.
+
+    Clip b has ``lengths[b]`` valid tokens; its padding rows get zero gradients (their output
+    is the constant 0: pre_gate is 0 there, so dz is too) and cost no scan work.
 
     Outputs: du, ddelta (2, batch·L, E) (ddelta through softplus, w.r.t. the raw delta);
     dz (batch·L, E); dxdbl_part (parts, 2, batch·L, 2N): dB, dC accumulated per worker part
@@ -89,6 +93,7 @@ def _biscan_backward_kernel(u, delta, xdbl, A, D, bias, z, pre_gate, dout, ckpt,
         for block in range(p * per_part, min(blocks, (p + 1) * per_part)):
             row0, base, first = block_lanes(block, E, L)
             b = row0 // L
+            valid = lengths[b]
             # 1. through the gate: out = pre_gate · SiLU(z) / 2
             for t in range(L):
                 row = row0 + t
@@ -101,7 +106,8 @@ def _biscan_backward_kernel(u, delta, xdbl, A, D, bias, z, pre_gate, dout, ckpt,
                 for j in range(first, LANES):
                     dz[row, base + j] = lane_out[j]
             for d in range(2):
-                load_direction(u, delta, A, D, bias, d, row0, base, first, dts, us, dtus, None, rates)
+                load_direction(u, delta, A, D, bias, d, row0, base, first, dts[:valid], us[:valid],
+                               dtus[:valid], None, rates)
                 for j in range(LANES):
                     d_lanes[j] = D[d, base + j] * (_ONE if j >= first else _ZERO)
                 for n in range(N):
@@ -110,14 +116,15 @@ def _biscan_backward_kernel(u, delta, xdbl, A, D, bias, z, pre_gate, dout, ckpt,
                         carry[n, j] = _ZERO
                         dA_acc[n, j] = _ZERO
                 # 2. the adjoint recurrence (direction 1 runs backwards in time)
-                adjoint_segments(dts, us, dtus, gs, rates, rates2, d_lanes, ckpt[d, block],
-                                 xdbl[d, :, R:R + N], xdbl[d, :, R + N:], dxdbl[d, :, :N], dxdbl[d, :, N:],
-                                 row0, d == 1, carry, dA_acc, seg_states, seg_decays, ddts, dus, ddt_row, du_row)
+                adjoint_segments(dts[:valid], us[:valid], dtus[:valid], gs[:valid], rates, rates2, d_lanes,
+                                 ckpt[d, block], xdbl[d, :, R:R + N], xdbl[d, :, R + N:], dxdbl[d, :, :N],
+                                 dxdbl[d, :, N:], row0, d == 1, carry, dA_acc, seg_states, seg_decays,
+                                 ddts[:valid], dus[:valid], ddt_row, du_row)
                 # 3. scatter, through softplus (its derivative is the sigmoid) and the bias
                 for j in range(LANES):
                     dbias_acc[j] = _ZERO
                     dD_acc[j] = _ZERO
-                for t in range(L):
+                for t in range(valid):
                     row = row0 + t
                     for j in range(LANES):
                         g = ddts[t, j] * _sigmoid32(delta[d, row, base + j] + bias[d, base + j])  # 0 if inert
@@ -127,6 +134,10 @@ def _biscan_backward_kernel(u, delta, xdbl, A, D, bias, z, pre_gate, dout, ckpt,
                     for j in range(first, LANES):
                         ddelta[d, row, base + j] = lane_out[j]
                         du[d, row, base + j] = dus[t, j]
+                for row in range(row0 + valid, row0 + L):   # padding
+                    for j in range(first, LANES):
+                        ddelta[d, row, base + j] = _ZERO
+                        du[d, row, base + j] = _ZERO
                 for j in range(first, LANES):
                     dbias_ch[d, b, base + j] = dbias_acc[j]
                     dD_ch[d, b, base + j] = dD_acc[j]
@@ -135,8 +146,9 @@ def _biscan_backward_kernel(u, delta, xdbl, A, D, bias, z, pre_gate, dout, ckpt,
 
 
 @njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
-def _conv_silu_backward_kernel(x, weight, bias, du, L, parts, dx, dweight_part, dbias_part):
+def _conv_silu_backward_kernel(x, weight, bias, du, L, lengths, parts, dx, dweight_part, dbias_part):
     """Gradients of ``_conv_silu_kernel`` given du (2, batch·L, E), which is overwritten.
+    Clip b has ``lengths[b]`` valid tokens; padding rows (output 0) pass no gradient and get dx = 0.
 
     Two passes over rows split among ``parts`` workers, as the forward (any batch, any length):
     1. per row, the pre-activation a is recomputed and du becomes g = du · SiLU'(a); the weight
@@ -165,7 +177,12 @@ def _conv_silu_backward_kernel(x, weight, bias, du, L, parts, dx, dweight_part, 
             d = item // rows
             row = item - d * rows
             t = row % L
-            conv_pre_activation(x, weight, bias, d, row, L, acc)
+            valid = lengths[row // L]
+            if t >= valid:
+                for e in range(E):
+                    du[d, row, e] = _ZERO
+                continue
+            conv_pre_activation(x, weight, bias, d, row, t, valid, acc)
             for e in range(E):
                 a = acc[e]
                 s = _sigmoid32(a)
@@ -175,7 +192,7 @@ def _conv_silu_backward_kernel(x, weight, bias, du, L, parts, dx, dweight_part, 
                 db[d, e] += acc[e]
             for k in range(K):
                 shift = k - (K - 1) if d == 0 else K - 1 - k
-                if 0 <= t + shift < L:
+                if 0 <= t + shift < valid:
                     for e in range(E):
                         dw[d, k, e] += acc[e] * x[row + shift, e]
     per_part = (rows + parts - 1) // parts
@@ -183,12 +200,13 @@ def _conv_silu_backward_kernel(x, weight, bias, du, L, parts, dx, dweight_part, 
         acc = np.empty(E, dtype=np.float32)
         for row in range(p * per_part, min(rows, (p + 1) * per_part)):
             s = row % L           # x[s] was read by output row s - shift of tap k
+            valid = lengths[row // L]
             for e in range(E):
                 acc[e] = _ZERO
             for d in range(2):
                 for k in range(K):
                     shift = k - (K - 1) if d == 0 else K - 1 - k
-                    if 0 <= s - shift < L:
+                    if 0 <= s - shift < valid and s < valid:
                         for e in range(E):
                             acc[e] += weight[d, k, e] * du[d, row - shift, e]
             for e in range(E):
@@ -200,12 +218,13 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().numpy()
 
 
-def _conv(xz: torch.Tensor, conv_w: torch.Tensor, conv_b: torch.Tensor, length: int) -> torch.Tensor:
+def _conv(xz: torch.Tensor, conv_w: torch.Tensor, conv_b: torch.Tensor, length: int,
+          valid: np.ndarray) -> torch.Tensor:
     """u (2, rows, E) = SiLU(conv) of both directions, from the in_proj output (rows, 2E)."""
     rows, E = xz.shape[0], conv_w.shape[2]
     u = xz.new_empty(2, rows, E)
     with _LAUNCH_LOCK:
-        _conv_silu_kernel(_np(xz), _np(conv_w), _np(conv_b), _np(u), length, worker_parts(2 * rows))
+        _conv_silu_kernel(_np(xz), _np(conv_w), _np(conv_b), _np(u), length, valid, worker_parts(2 * rows))
     return u
 
 
@@ -215,7 +234,8 @@ class BiMambaCore(torch.autograd.Function):
     Parameters: in_w (2E, D) and out_w (D, E) (shared by the directions), and per direction,
     stacked [runs forward in time, runs backward in time]: conv_w (2, K, E), conv_b (2, E),
     x_w (2, E, R+2N), dt_w (2, R, E), dt_b (2, E), A (2, E, N), D (2, E). All float32,
-    contiguous, CPU; ``length`` is L (rows = batch·L).
+    contiguous, CPU; ``length`` is L (rows = batch·L); ``valid`` (batch,) int64 the valid
+    tokens of each clip (``bimamba_fused.clip_lengths``).
     Saved for the backward: hidden, xdbl, the sum before the gate and the state checkpoints
     (~(D + 2(R+2N) + E)·4 bytes per token); the in_proj output, u, delta and the gated y are
     recomputed (two matmuls, one conv and elementwise work), which keeps training memory near
@@ -223,12 +243,12 @@ class BiMambaCore(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, hidden, in_w, conv_w, conv_b, x_w, dt_w, dt_b, A, D, out_w, length):
+    def forward(ctx, hidden, in_w, conv_w, conv_b, x_w, dt_w, dt_b, A, D, out_w, length, valid):
         rows, E = hidden.shape[0], conv_w.shape[2]
         R, N = dt_w.shape[1], A.shape[2]
         blocks = (rows // length) * ((E + LANES - 1) // LANES)
         xz = hidden @ in_w.t()                                    # (rows, 2E)
-        u = _conv(xz, conv_w, conv_b, length)
+        u = _conv(xz, conv_w, conv_b, length, valid)
         xdbl = torch.bmm(u, x_w)                                  # (2, rows, R + 2N)
         delta = torch.bmm(xdbl[..., :R], dt_w)                    # (2, rows, E)
         y = xz.new_empty(rows, E)
@@ -236,16 +256,16 @@ class BiMambaCore(torch.autograd.Function):
         ckpt = xz.new_empty(2, blocks, (length + SEGMENT - 1) // SEGMENT, N, LANES)
         with _LAUNCH_LOCK:
             _biscan_kernel(_np(u), _np(delta), _np(xdbl), _np(A), _np(D), _np(dt_b),
-                           _np(xz)[:, E:], _np(y), length, R, worker_parts(blocks), _np(pre_gate),
+                           _np(xz)[:, E:], _np(y), length, valid, R, worker_parts(blocks), _np(pre_gate),
                            _np(ckpt), True)
         ctx.save_for_backward(hidden, in_w, conv_w, conv_b, x_w, dt_w, dt_b, A, D, out_w, xdbl, pre_gate, ckpt)
-        ctx.length = length
+        ctx.length, ctx.valid = length, valid
         return y @ out_w.t()
 
     @staticmethod
     def backward(ctx, dout):
         hidden, in_w, conv_w, conv_b, x_w, dt_w, dt_b, A, D, out_w, xdbl, pre_gate, ckpt = ctx.saved_tensors
-        length = ctx.length
+        length, valid = ctx.length, ctx.valid
         rows, E = hidden.shape[0], conv_w.shape[2]
         R, N = dt_w.shape[1], A.shape[2]
         batch = rows // length
@@ -255,7 +275,7 @@ class BiMambaCore(torch.autograd.Function):
         z = xz[:, E:]
         d_out_w = dout.t() @ (pre_gate * F.silu(z) * 0.5)        # out_proj's input, recomputed
         dy = dout @ out_w
-        u = _conv(xz, conv_w, conv_b, length)
+        u = _conv(xz, conv_w, conv_b, length, valid)
         delta = torch.bmm(xdbl[..., :R], dt_w)
         du, ddelta = torch.empty_like(u), torch.empty_like(u)
         dxz = xz.new_empty(rows, 2 * E)
@@ -264,7 +284,7 @@ class BiMambaCore(torch.autograd.Function):
         dD_ch, dbias_ch = xz.new_empty(2, batch, E), xz.new_empty(2, batch, E)
         with _LAUNCH_LOCK:
             _biscan_backward_kernel(_np(u), _np(delta), _np(xdbl), _np(A), _np(D), _np(dt_b),
-                                    _np(z), _np(pre_gate), _np(dy), _np(ckpt), length, R,
+                                    _np(z), _np(pre_gate), _np(dy), _np(ckpt), length, valid, R,
                                     parts, _np(du), _np(ddelta), _np(dxz)[:, E:], _np(dxdbl_part),
                                     _np(dA_ch), _np(dD_ch), _np(dbias_ch))
         dxdbl = torch.cat([torch.bmm(ddelta, dt_w.transpose(1, 2)), dxdbl_part.sum(0)], dim=-1)
@@ -275,20 +295,23 @@ class BiMambaCore(torch.autograd.Function):
         d_conv_w = conv_w.new_empty(conv_parts, *conv_w.shape)
         d_conv_b = conv_b.new_empty(conv_parts, *conv_b.shape)
         with _LAUNCH_LOCK:
-            _conv_silu_backward_kernel(_np(xz), _np(conv_w), _np(conv_b), _np(du), length,
+            _conv_silu_backward_kernel(_np(xz), _np(conv_w), _np(conv_b), _np(du), length, valid,
                                        conv_parts, _np(dxz), _np(d_conv_w), _np(d_conv_b))
         return (dxz @ in_w, dxz.t() @ hidden, d_conv_w.sum(0), d_conv_b.sum(0), d_x_w, d_dt_w,
-                dbias_ch.sum(1), dA_ch.sum(1), dD_ch.sum(1), d_out_w, None)
+                dbias_ch.sum(1), dA_ch.sum(1), dD_ch.sum(1), d_out_w, None, None)
 
 
-def bimamba_train(mixer, hidden: torch.Tensor, reverse: bool = False) -> torch.Tensor:
+def bimamba_train(mixer, hidden: torch.Tensor, reverse: bool = False,
+                  lengths: torch.Tensor | None = None) -> torch.Tensor:
     """The mixer's output (batch, L, D) for float32 CPU ``hidden``, differentiable (fused kernels).
 
-    ``reverse=True`` gives ``flip(mixer(flip(hidden)))`` without flipping anything.
+    ``reverse=True`` gives ``flip(mixer(flip(hidden)))`` without flipping anything;
+    ``lengths`` as in ``bimamba_fused.bimamba_inference``.
     """
     batch, length, d_model = hidden.shape
     params = _direction_params(mixer, reverse)
     out = BiMambaCore.apply(hidden.reshape(batch * length, d_model).contiguous(), mixer.in_proj.weight,
                             params["conv_w"], params["conv_b"], params["x_w"], params["dt_w"], params["dt_b"],
-                            params["A"], params["D"], mixer.out_proj.weight, length)
+                            params["A"], params["D"], mixer.out_proj.weight, length,
+                            clip_lengths(lengths, batch, length))
     return out.view(batch, length, d_model)

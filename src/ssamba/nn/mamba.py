@@ -27,7 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ssamba.errors import ConfigError
 from ssamba.nn.droppath import DropPath
+from ssamba.nn.lengths import flip_clips, valid_mask
 from ssamba.nn.scan import _fused_lanes, _fused_max_state, _numba_works, resolve_backend, selective_scan
 
 FUSED_TRAINING_ENV = "SSAMBA_FUSED_TRAINING"
@@ -101,8 +103,13 @@ class BiMamba(nn.Module):
     def _needs_grad(self, hidden: torch.Tensor) -> bool:
         return torch.is_grad_enabled() and (hidden.requires_grad or any(p.requires_grad for p in self.parameters()))
 
-    def forward(self, hidden: torch.Tensor, reverse: bool = False) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, reverse: bool = False,
+                lengths: torch.Tensor | None = None) -> torch.Tensor:
         """(B, L, D) -> (B, L, D); ``reverse=True`` returns ``flip(self(flip(hidden)))``.
+
+        ``lengths`` (B,) int: clip b's valid tokens are its first ``lengths[b]``, then padding.
+        Each clip's output equals the clip run alone; padding outputs are zeros, and
+        ``reverse`` flips each clip's own tokens (``nn.lengths.flip_clips``).
 
         On CPU with the fused backend this runs the time-major numba kernels, which need no flips
         at all: ``bimamba_fused`` without autograd, the fused training Function ``bimamba_train``
@@ -110,6 +117,8 @@ class BiMamba(nn.Module):
         conv + fused scan with autograd over flips and concatenations) instead, for comparison.
         """
         if _exporting():   # token-major, no transposes in the traced graph
+            if lengths is not None:
+                raise ConfigError("lengths=: the ONNX export runs whole windows (export clips one at a time)")
             from ssamba.nn.mamba_export import bimamba_export_forward
             if reverse:
                 return bimamba_export_forward(self, hidden.flip(1)).flip(1)
@@ -117,22 +126,30 @@ class BiMamba(nn.Module):
         if self._fused_kernels_apply(hidden):
             if not self._needs_grad(hidden):
                 from ssamba.nn.bimamba_fused import bimamba_inference
-                return bimamba_inference(self, hidden, reverse)
+                return bimamba_inference(self, hidden, reverse, lengths)
             if os.environ.get(FUSED_TRAINING_ENV, "1") != "0":
                 from ssamba.nn.bimamba_train import bimamba_train
-                return bimamba_train(self, hidden, reverse)
+                return bimamba_train(self, hidden, reverse, lengths)
         if reverse:
-            return self._forward_autograd(hidden.flip(1)).flip(1)
-        return self._forward_autograd(hidden)
+            return flip_clips(self._forward_autograd(flip_clips(hidden, lengths, 1), lengths), lengths, 1)
+        return self._forward_autograd(hidden, lengths)
 
-    def _forward_autograd(self, hidden: torch.Tensor) -> torch.Tensor:
-        """(B, L, D) -> (B, L, D), differentiable with every scan backend."""
+    def _forward_autograd(self, hidden: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L, D) -> (B, L, D), differentiable with every scan backend.
+
+        With ``lengths`` the backward direction reads each clip reversed within its length, so
+        in both directions the padding comes after the clip's tokens: the causal conv and scan
+        never carry it into them. Its conv input is zeroed and its outputs set to zero.
+        """
         batch, length, _ = hidden.shape
         E, R, N = self.d_inner, self.dt_rank, self.d_state
         xz = self.in_proj(hidden).transpose(1, 2)                  # (B, 2E, L)
         x, z = xz[:, :E], xz[:, E:]
+        valid = None if lengths is None else valid_mask(lengths.to(x.device), length)[:, None]  # (B, 1, L)
+        if valid is not None:
+            x = torch.where(valid, x, 0.0)
         # both directions stacked on the channel axis: [forward | backward (time-flipped)]
-        u = torch.cat([x, x.flip(-1)], dim=1)                      # (B, 2E, L)
+        u = torch.cat([x, flip_clips(x, lengths, -1)], dim=1)      # (B, 2E, L)
         conv_w = torch.cat([self.conv1d.weight, self.conv1d_b.weight], dim=0)
         conv_b = torch.cat([self.conv1d.bias, self.conv1d_b.bias], dim=0)
         if u.device.type == "cpu" and u.dtype == torch.float32 and _numba_works() and not _exporting():
@@ -160,7 +177,9 @@ class BiMamba(nn.Module):
                            backend="export" if _exporting() else self.scan_backend)
         # gate after un-flipping: flip(y_b * silu(flip z)) == flip(y_b) * silu(z), so both directions
         # share one gate and z is never flipped or copied
-        y = (y[:, :E] + y[:, E:].flip(-1)) * F.silu(z) / 2        # (B, E, L)
+        y = (y[:, :E] + flip_clips(y[:, E:], lengths, -1)) * F.silu(z) / 2        # (B, E, L)
+        if valid is not None:
+            y = torch.where(valid, y, 0.0)
         return self.out_proj(y.transpose(1, 2))
 
 
@@ -177,9 +196,10 @@ class MambaBlock(nn.Module):
         self.norm = nn.LayerNorm(d_model, eps=norm_eps)
         self.drop_path = DropPath(drop_path)
 
-    def forward(self, hidden: torch.Tensor, residual: torch.Tensor | None = None, reverse: bool = False
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``reverse=True`` equals flipping hidden and residual before and both outputs after."""
+    def forward(self, hidden: torch.Tensor, residual: torch.Tensor | None = None, reverse: bool = False,
+                lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``reverse=True`` equals flipping hidden and residual before and both outputs after
+        (with ``lengths``, each clip's own tokens: see ``BiMamba.forward``)."""
         residual = hidden if residual is None else residual + self.drop_path(hidden)
-        hidden = self.mixer(self.norm(residual.to(self.norm.weight.dtype)), reverse=reverse)
+        hidden = self.mixer(self.norm(residual.to(self.norm.weight.dtype)), reverse=reverse, lengths=lengths)
         return hidden, residual

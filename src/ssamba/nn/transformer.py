@@ -28,14 +28,20 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, dim * 3, bias=True)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, keys: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L, D) -> (B, L, D); ``keys`` (B, L) bool: the positions each query may attend to
+        (a key padding mask: False at a clip's padding), all when None."""
         batch, length, dim = x.shape
         qkv = self.qkv(x).reshape(batch, length, 3, self.num_heads, dim // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]                         # (B, H, L, d)
+        allowed = None if keys is None else keys[:, None, None, :]  # (B, 1, 1, L)
         if self.impl == "sdpa":
-            out = F.scaled_dot_product_attention(q, k, v)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
         else:
-            attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
+            scores = (q @ k.transpose(-2, -1)) * self.scale
+            if allowed is not None:
+                scores = scores.masked_fill(~allowed, float("-inf"))
+            attn = scores.softmax(dim=-1)
             out = attn @ v
         return self.proj(out.transpose(1, 2).reshape(batch, length, dim))
 
@@ -64,6 +70,7 @@ class TransformerBlock(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.drop_path = DropPath(drop_path)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x)))
+    def forward(self, x: torch.Tensor, keys: torch.Tensor | None = None) -> torch.Tensor:
+        """``keys``: the key padding mask of ``Attention.forward``."""
+        x = x + self.drop_path(self.attn(self.norm1(x), keys))
         return x + self.drop_path(self.mlp(self.norm2(x)))
