@@ -3,7 +3,7 @@ two modules import each other (directly or round a loop). Read from the package'
 ``ast``: every import counts, inside functions too, except ``if TYPE_CHECKING:`` blocks.
 
 The order (docs/DEVELOPING.md): errors / config → audio → features → nn → checkpoints (the on-disk format)
-→ models → data → train → pretrain / downstream → inference / hear / export → bench / demo → cli.
+→ models → data → train → pretrain / downstream → inference / hear / export → integrations → bench / demo → cli.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ LAYERS = [
     ("ssamba.train",),
     ("ssamba.pretrain", "ssamba.downstream"),
     ("ssamba.inference", "ssamba.hear", "ssamba.export"),
+    ("ssamba.integrations",),   # transformers / datasets adapters: above the core, which never imports them
     ("ssamba.bench", "ssamba.demo"),
     ("ssamba.cli", "ssamba.__main__"),
 ]
@@ -137,6 +138,7 @@ def test_the_checker_catches_an_upward_import_and_a_cycle(tmp_path):
     assert graph["ssamba.data.c"] == set()   # annotations only
 
 
-@pytest.mark.parametrize("module,rank", [("ssamba.nn.scan", 3), ("ssamba.models", 5), ("ssamba.cli.embed", 11)])
+@pytest.mark.parametrize("module,rank", [("ssamba.nn.scan", 3), ("ssamba.models", 5),
+                                         ("ssamba.integrations.hf_datasets", 10), ("ssamba.cli.embed", 12)])
 def test_layer_of(module, rank):
     assert layer_of(module) == rank

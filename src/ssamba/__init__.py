@@ -16,6 +16,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 
+# transformers' Auto classes learn "ssamba"/"ssast" once transformers loads them (nothing is imported now)
+from ssamba.integrations import autoregister as _autoregister  # noqa: E402
+
+_autoregister.install()
+
 _LAZY = {
     "create_model": "ssamba.models.registry",
     "AudioEncoder": "ssamba.models.encoder",
