@@ -28,7 +28,7 @@ def tiny(arch="ssamba"):
 def test_save_pretrained_round_trip(arch, tmp_path):
     model = tiny(arch)
     model.save_pretrained(tmp_path / "ckpt")
-    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["README.md", "config.json", "model.safetensors"]
     meta = json.loads((tmp_path / "ckpt" / "config.json").read_text())
     assert meta["encoder"]["arch"] == arch and meta["encoder"]["embed_dim"] == 32
     loaded = ssamba.load(tmp_path / "ckpt")

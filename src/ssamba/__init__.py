@@ -1,6 +1,7 @@
 """ssamba: self-supervised audio encoders with bidirectional Mamba (SSAMBA) and the SSAST baseline.
 
-Public API: ``create_model(name, **overrides)``, ``load(path, **overrides)``, ``AudioEncoder``,
+Public API: ``create_model(name, **overrides)``, ``load(path_or_address, **overrides)``,
+``push_to_hub(model_or_dir, repo_id)``, ``AudioEncoder``,
 ``EncoderConfig``, ``SSAMBA``, ``SSAST``. They are imported lazily so that ``import ssamba.errors``
 or ``ssamba --help`` does not pay for importing torch.
 """
@@ -28,6 +29,7 @@ _LAZY = {
     "SSAST": "ssamba.models.encoder",
     "EncoderConfig": "ssamba.models.config",
     "load": "ssamba.models.checkpoint",
+    "push_to_hub": "ssamba.models.checkpoint",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -1,5 +1,5 @@
 """The on-disk checkpoint format: a directory with ``config.json`` + ``model.safetensors`` (and
-``extra_state.safetensors`` for heads), each file written atomically.
+``extra_state.safetensors`` for heads, ``README.md`` the model card), each file written atomically.
 
 This layer knows files, not models: it writes and reads a config mapping and tensors.
 ``ssamba.models.checkpoint`` builds encoders from them (``ssamba.load``).
@@ -22,6 +22,7 @@ from ssamba.errors import CheckpointError
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 EXTRA_FILE = "extra_state.safetensors"
+CARD_FILE = "README.md"
 FORMAT_VERSION = 1
 TASK_ENCODER_PREFIX = "encoder."   # a Trainer checkpoint holds the task's state: encoder.* + heads
 
@@ -73,10 +74,13 @@ def _tensors(state: dict) -> dict[str, torch.Tensor]:
 
 
 def write_encoder_files(directory: str | os.PathLike, config: dict, state: dict,
-                        extra_state: dict | None = None) -> Path:
+                        extra_state: dict | None = None, *, card: str | None = None) -> Path:
     """Write ``config.json`` (the encoder config mapping) and ``model.safetensors`` (and
-    ``extra_state.safetensors``, if given); the config goes last, so a directory with a config
-    always has its weights."""
+    ``extra_state.safetensors``, if given) and the model card ``README.md`` (``card``, else the
+    encoder's card from ``checkpoints.card.model_card``); the config goes last, so a directory with
+    a config always has its weights."""
+    from ssamba.checkpoints.card import model_card
+
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     # model_type: what transformers' AutoConfig reads (ssamba.integrations.transformers_adapter)
@@ -85,6 +89,7 @@ def write_encoder_files(directory: str | os.PathLike, config: dict, state: dict,
     atomic_write(directory / WEIGHTS_FILE, lambda tmp: save_file(_tensors(state), tmp))
     if extra_state:
         atomic_write(directory / EXTRA_FILE, lambda tmp: save_file(_tensors(extra_state), tmp))
+    atomic_write_text(directory / CARD_FILE, card if card is not None else model_card(config))
     atomic_write_text(directory / CONFIG_FILE, json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return directory
 

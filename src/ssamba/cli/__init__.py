@@ -28,6 +28,8 @@ COMMANDS = {
     "bench": "bench",
     "demo": "demo",
     "export": "export",
+    "models": "models",
+    "push": "push",
 }
 
 

@@ -1,4 +1,4 @@
-"""`ssamba convert SRC.pth DST_DIR`: official checkpoint -> self-describing directory."""
+"""`ssamba convert SRC.pth DST_DIR`: official checkpoint (a file or a Hub address) -> self-describing directory."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from ssamba.models.checkpoint import convert_official, load
 
 def add_parser(sub) -> None:
     p = sub.add_parser("convert", help="convert an official SSAMBA/SSAST .pth into config.json + model.safetensors")
-    p.add_argument("src", help="official checkpoint (.pth, DataParallel state_dict)")
+    p.add_argument("src", help="official checkpoint: a .pth file (DataParallel state_dict), "
+                               "hf://OWNER/REPO[@REV]/FILE.pth or official:NAME (see `ssamba models`)")
     p.add_argument("dst", help="output directory")
     p.add_argument("--fstride", type=int, help="new frequency patch stride (positional embedding is resized)")
     p.add_argument("--tstride", type=int, help="new time patch stride (positional embedding is resized)")

@@ -17,7 +17,8 @@ def add_parser(sub) -> None:
                                    "--timestamps an OUT.npz holding names, per-file embeddings and times.")
     p.add_argument("inputs", nargs="+", metavar="FILES_OR_DIRS", help="audio files and/or directories (recursive)")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--model", help="ssamba checkpoint dir or official .pth")
+    src.add_argument("--model", help="ssamba checkpoint dir, official .pth, hf://OWNER/REPO[@REV][/FILE.pth] "
+                                      "or official:NAME (see `ssamba models`)")
     src.add_argument("--onnx", help="an encoder exported by `ssamba export`, run by onnxruntime")
     p.add_argument("--out", required=True, help="output .npy (scene) or .npz (--timestamps)")
     p.add_argument("--timestamps", action="store_true", help="timestamp embeddings instead of scene embeddings")

@@ -199,7 +199,9 @@ def probe(
 
         encoder = load(model)
     encoder = encoder.to(device).eval()
-    model_path = Path(model)
+    from ssamba.checkpoints.hub import is_address, resolve
+
+    model_path = resolve(model) if is_address(model) else Path(model)   # a Hub file's cache path names its commit
     stamp = (str(model_path.resolve()), model_path.stat().st_mtime_ns) if model_path.exists() else str(model)
     key = fingerprint(stamp, preset, [str(item.path) for item in manifest.items])
 

@@ -5,16 +5,25 @@ change the config before the weights are loaded; changing the patch strides or t
 resizes the stored positional embedding to the new patch grid (centre crop / bilinear, as the
 official fine-tuning code does), so e.g. ``load(pth, fstride=10, tstride=10, input_tdim=512)``
 gives the official ESC-50 fine-tuning geometry.
+
+Every ``path`` here may also be a Hub address (``hf://OWNER/REPO[@REV][/FILE.pth]`` or
+``official:ssamba_tiny_400``, see ``ssamba.checkpoints.hub``): it is resolved to a file in the
+Hugging Face cache once, in ``local_source``, and errors name the address, not the cache path.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
-from ssamba.checkpoints.format import read_encoder_files, resolve_run_dir, write_encoder_files
+from ssamba.checkpoints import hub
+from ssamba.checkpoints.card import model_card, run_record
+from ssamba.checkpoints.format import CONFIG_FILE, read_encoder_files, resolve_run_dir, write_encoder_files
 from ssamba.errors import CheckpointError, ConfigError
 from ssamba.models.config import EncoderConfig
 from ssamba.models.encoder import AudioEncoder
@@ -86,18 +95,33 @@ def read_checkpoint_dir(directory: str | os.PathLike) -> tuple[EncoderConfig, di
         raise CheckpointError(f"{Path(directory) / 'config.json'}: invalid encoder config ({exc})") from None
 
 
+@contextmanager
+def local_source(path: str | os.PathLike):
+    """Yield the local path of ``path`` (a Hub address is fetched through the Hugging Face cache);
+    a CheckpointError raised inside names the address instead of the cached file."""
+    if not hub.is_address(path):
+        yield Path(path)
+        return
+    local = hub.resolve(str(path))
+    try:
+        yield local
+    except CheckpointError as exc:
+        raise CheckpointError(str(exc).replace(str(local), str(path))) from None
+
+
 def load_state(path: str | os.PathLike) -> tuple[EncoderConfig, dict, dict]:
-    """(config, encoder state, extra state) of a checkpoint directory or an official ``.pth``."""
-    path = Path(path)
-    if path.is_dir():
-        return read_checkpoint_dir(resolve_run_dir(path))
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such checkpoint file or directory")
-    return load_official_state(path)
+    """(config, encoder state, extra state) of a checkpoint directory, an official ``.pth`` or a Hub address."""
+    with local_source(path) as local:
+        if local.is_dir():
+            return read_checkpoint_dir(resolve_run_dir(local))
+        if not local.exists():
+            raise CheckpointError(f"{local}: no such checkpoint file or directory")
+        return load_official_state(local)
 
 
 def load(path: str | os.PathLike, **overrides) -> AudioEncoder:
-    """Load an encoder (eval mode) from a ``save_pretrained`` directory or an official SSAMBA/SSAST ``.pth``.
+    """Load an encoder (eval mode) from a ``save_pretrained`` directory, an official SSAMBA/SSAST ``.pth``
+    or a Hub address (``hf://OWNER/REPO``, ``hf://OWNER/REPO/FILE.pth``, ``official:ssamba_tiny_400``).
 
     ``overrides``: EncoderConfig fields to change, e.g. ``scan_backend="ref"``, ``attention="naive"``,
     or a new geometry ``fstride=10, tstride=10, input_tdim=512`` (positional embedding resized).
@@ -107,12 +131,73 @@ def load(path: str | os.PathLike, **overrides) -> AudioEncoder:
 
 
 def convert_official(src: str | os.PathLike, dst_dir: str | os.PathLike, **overrides) -> Path:
-    """Convert an official ``.pth`` into a self-describing checkpoint directory; returns the directory.
+    """Convert an official ``.pth`` (a path or a Hub address) into a self-describing checkpoint
+    directory; returns the directory.
 
     The encoder is validated by loading it (wrong shapes raise CheckpointError); pretraining or
     fine-tuning heads are kept in ``extra_state.safetensors``.
     """
-    config, encoder_state, extra = load_official_state(src)
+    with local_source(src) as local:
+        config, encoder_state, extra = load_official_state(local)
     model = build_encoder(config, encoder_state, source=str(src), **overrides)
     save_pretrained(model, dst_dir, extra_state=extra)
     return Path(dst_dir)
+
+
+# ----------------------------------------------------------------------------- publishing
+
+FINETUNED_FILES = ("head.safetensors", "task.json")   # a fine-tuned model folder (downstream.finetune)
+
+
+def checkpoint_folder(source: str | os.PathLike) -> Path:
+    """The checkpoint folder a local path names: a training run's ``checkpoints/best`` (else ``last``),
+    a fine-tuning run's ``model`` folder, or the folder itself."""
+    source = Path(source)
+    if (source / "model" / CONFIG_FILE).is_file():
+        return source / "model"
+    folds = sorted(p.parent.name for p in source.glob("fold*/model/" + CONFIG_FILE))
+    if folds and not (source / "checkpoints").is_dir():
+        raise CheckpointError(f"{source}: a fine-tuning run with one model per fold ({', '.join(folds)}); "
+                              f"push one of them, e.g. {source / folds[0] / 'model'}")
+    return resolve_run_dir(source)
+
+
+def stage_for_hub(source, folder: str | os.PathLike, repo_id: str | None = None) -> Path:
+    """Write into ``folder`` what a Hub repo of ``source`` holds: config.json, model.safetensors
+    (+ extra_state, + a fine-tuned head and task.json) and README.md, the model card with the run's
+    record. ``source``: an AudioEncoder, a checkpoint folder, a run folder, an official .pth or an address."""
+    import json
+
+    if isinstance(source, AudioEncoder):
+        return write_encoder_files(folder, source.config.to_dict(), source.state_dict(),
+                                   card=model_card(source.config.to_dict(), repo_id=repo_id))
+    local = Path(source) if not hub.is_address(source) else None
+    checkpoint = checkpoint_folder(local) if local is not None and local.is_dir() else None
+    config, state, extra = load_state(checkpoint if checkpoint is not None else source)
+    build_encoder(config, state, source=str(source))   # validate: what is pushed loads back
+    task, record = None, None
+    if checkpoint is not None:
+        record = run_record(checkpoint)
+        if all((checkpoint / name).is_file() for name in FINETUNED_FILES):
+            task = json.loads((checkpoint / "task.json").read_text())
+    base = record.get("init") if record else None
+    card = model_card(config.to_dict(), run=record, task=task, repo_id=repo_id,
+                      base_model=base[len(hub.HF_SCHEME):] if isinstance(base, str) and base.startswith(
+                          hub.HF_SCHEME) else None)
+    write_encoder_files(folder, config.to_dict(), state, extra or None, card=card)
+    if task is not None:
+        for name in FINETUNED_FILES:
+            shutil.copyfile(checkpoint / name, Path(folder) / name)
+    return Path(folder)
+
+
+def push_to_hub(source, repo_id: str, private: bool | None = None, token: str | bool | None = None,
+                commit_message: str | None = None) -> str:
+    """Upload an encoder, checkpoint folder or training run to the Hub repo ``repo_id`` (created if
+    needed) as config.json + model.safetensors + README.md; returns the commit URL.
+    ``ssamba.load(f"hf://{repo_id}")`` loads it back."""
+    what = "an encoder" if isinstance(source, AudioEncoder) else str(source)
+    with tempfile.TemporaryDirectory(prefix="ssamba-push-") as tmp:
+        staged = stage_for_hub(source, Path(tmp) / "repo", repo_id=repo_id)
+        return hub.upload_folder(staged, repo_id, private=private, token=token,
+                                 commit_message=commit_message or f"Upload ssamba checkpoint ({what})")
