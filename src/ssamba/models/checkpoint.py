@@ -155,7 +155,7 @@ def checkpoint_folder(source: str | os.PathLike) -> Path:
     source = Path(source)
     if (source / "model" / CONFIG_FILE).is_file():
         return source / "model"
-    folds = sorted(p.parent.name for p in source.glob("fold*/model/" + CONFIG_FILE))
+    folds = sorted(p.parent.parent.name for p in source.glob("fold*/model/" + CONFIG_FILE))
     if folds and not (source / "checkpoints").is_dir():
         raise CheckpointError(f"{source}: a fine-tuning run with one model per fold ({', '.join(folds)}); "
                               f"push one of them, e.g. {source / folds[0] / 'model'}")
