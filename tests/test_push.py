@@ -96,6 +96,9 @@ def test_push_encoder_then_load_by_address_is_bit_identical(fake_hub):
     assert fake_hub.calls[0] == ("create_repo", "me/tiny-encoder", None, True)
     assert fake_hub.calls[1][2] == ["README.md", "config.json", "model.safetensors"]
     assert torch.equal(outputs(ssamba.load("hf://me/tiny-encoder")), outputs(model))
+    model.push_to_hub("me/tiny-method", private=True)
+    assert fake_hub.calls[2] == ("create_repo", "me/tiny-method", True, True)
+    assert torch.equal(outputs(ssamba.load("hf://me/tiny-method")), outputs(model))
 
 
 def test_push_a_pretraining_run_carries_its_heads_and_record(fake_hub, tmp_path, capsys):

@@ -320,6 +320,18 @@ class AudioEncoder(nn.Module):
         """Write ``config.json`` + ``model.safetensors`` into ``directory`` (atomically, file by file)."""
         write_encoder_files(directory, self.config.to_dict(), self.state_dict())
 
+    def push_to_hub(self, repo_id: str, **kwargs) -> str:
+        """Upload config, weights and model card to the Hub repo ``repo_id`` (see ``ssamba.push_to_hub``)."""
+        import tempfile
+
+        from ssamba.checkpoints.card import model_card
+        from ssamba.checkpoints.hub import upload_folder
+
+        with tempfile.TemporaryDirectory(prefix="ssamba-push-") as tmp:
+            config = self.config.to_dict()
+            write_encoder_files(tmp, config, self.state_dict(), card=model_card(config, repo_id=repo_id))
+            return upload_folder(tmp, repo_id, **kwargs)
+
 
 def _zero_padding(tokens: torch.Tensor, counts: torch.Tensor | None) -> torch.Tensor:
     """Tokens with each clip's positions from ``counts[b]`` on set to zero (as they are when None)."""
