@@ -35,7 +35,8 @@ def run_python(code: str) -> str:
 @pytest.mark.slow
 @pytest.mark.parametrize("imports", ["import transformers\nimport ssamba",
                                      "import ssamba\nimport transformers",
-                                     "from transformers import AutoModel\nimport ssamba"])
+                                     "from transformers import AutoModel\nimport ssamba",
+                                     "import ssamba\nfrom transformers import pipeline"])
 def test_auto_classes_know_ssamba_in_either_import_order(imports):
     assert run_python(LOAD.format(imports=imports)) == "SsastConfig SsastModel"
 
@@ -45,25 +46,34 @@ def test_import_ssamba_imports_neither_transformers_nor_torch():
     assert run_python(code) == "[]"
 
 
-def test_hook_registers_when_the_trigger_package_is_imported(tmp_path, monkeypatch):
+def test_hook_registers_after_the_outermost_import_completes(tmp_path, monkeypatch):
+    """A stand-in for transformers: ``fakelib.outer`` imports the Auto package half-way through its
+    own import (as ``transformers.modeling_utils`` does); registration waits until it is complete."""
     from ssamba.integrations import autoregister
 
-    (tmp_path / "fake_auto_pkg").mkdir()
-    (tmp_path / "fake_auto_pkg" / "__init__.py").write_text("LOADED = True\n")
+    package = tmp_path / "fakelib"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "auto.py").write_text("LOADED = True\n")
+    (package / "outer.py").write_text("import fakelib.auto\nDONE = True\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(autoregister, "TRIGGER", "fake_auto_pkg")
+    monkeypatch.setattr(autoregister, "PACKAGE", "fakelib")
+    monkeypatch.setattr(autoregister, "TRIGGER", "fakelib.auto")
     calls = []
-    monkeypatch.setattr(autoregister, "register_now", lambda: calls.append(sys.modules["fake_auto_pkg"].LOADED))
+    monkeypatch.setattr(autoregister, "register_now",
+                        lambda: calls.append(getattr(sys.modules.get("fakelib.outer"), "DONE", False)))
     try:
         autoregister.install()
         autoregister.install()                                  # idempotent: one finder
         assert sum(isinstance(f, autoregister._WaitForTransformers) for f in sys.meta_path) == 1
-        assert calls == []                                      # nothing happens before the import
-        import fake_auto_pkg  # noqa: F401
-        assert calls == [True]                                  # after the package has run
-        assert not any(isinstance(f, autoregister._WaitForTransformers) for f in sys.meta_path)
-        autoregister.install()                                  # already imported: registers at once
+        import fakelib  # noqa: F401
+        assert calls == []                                      # the Auto package is not loaded yet
+        import fakelib.outer  # noqa: F401
+        assert calls == [True]                                  # once, after outer finished, not inside it
+        assert not autoregister._installed()
+        autoregister.install()                                  # already loaded: registers at once
         assert calls == [True, True]
     finally:
         autoregister.uninstall()
-        sys.modules.pop("fake_auto_pkg", None)
+        for name in ("fakelib", "fakelib.auto", "fakelib.outer"):
+            sys.modules.pop(name, None)

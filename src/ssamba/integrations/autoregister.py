@@ -4,10 +4,13 @@
 ``AutoModel.from_pretrained(ssamba_dir)`` must work whichever of the two was imported first. So
 ``install()`` (called by ``ssamba/__init__.py``) registers at once when
 ``transformers.models.auto`` is already imported, and otherwise puts a finder on
-``sys.meta_path`` that waits for that package: when it has been executed, the adapter is imported
-and registered (``exist_ok``), and the finder removes itself. Nothing is imported before that,
-so a ssamba user who never touches transformers pays nothing. A failed registration (an
-incompatible transformers) is a warning, never a broken import.
+``sys.meta_path`` that watches transformers' modules being imported. Registering imports
+``transformers.modeling_utils``, which itself imports the Auto package half-way through its own
+import; so the finder registers only after a transformers module has finished importing while
+the Auto package is loaded and no other transformers module is still being imported. It then
+removes itself. Nothing is imported before that, so a ssamba user who never touches transformers
+pays nothing. A failed registration (an incompatible transformers) is a warning, never a broken
+import.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import importlib.abc
 import sys
 import warnings
 
+PACKAGE = "transformers"
 TRIGGER = "transformers.models.auto"
 
 
@@ -27,34 +31,56 @@ def register_now() -> None:
         warnings.warn(f"ssamba: could not register with transformers ({type(exc).__name__}: {exc})", stacklevel=2)
 
 
-class _RegisterAfter(importlib.abc.Loader):
-    """Wraps the trigger package's loader: execute it, then register."""
+def ready(finished: str | None = None) -> bool:
+    """The Auto package is loaded and no transformers module (other than ``finished``, whose import
+    is completing) is half-imported."""
+    if TRIGGER not in sys.modules:
+        return False
+    for name, module in list(sys.modules.items()):
+        if name != finished and (name == PACKAGE or name.startswith(PACKAGE + ".")) \
+                and getattr(getattr(module, "__spec__", None), "_initializing", False):
+            return False
+    return True
 
-    def __init__(self, loader) -> None:
-        self.loader = loader
+
+class _CheckAfter(importlib.abc.Loader):
+    """Wraps a transformers module's loader: execute it, then register if the time has come."""
+
+    def __init__(self, loader, name: str) -> None:
+        self.loader, self.name = loader, name
+
+    def __getattr__(self, attribute):   # resources, get_data, is_package...: the real loader's
+        return getattr(self.loader, attribute)
 
     def create_module(self, spec):
         return self.loader.create_module(spec)
 
     def exec_module(self, module) -> None:
         self.loader.exec_module(module)
-        register_now()
+        if _installed() and ready(self.name):
+            uninstall()
+            register_now()
 
 
 class _WaitForTransformers(importlib.abc.MetaPathFinder):
-    """Finds nothing itself; hands the trigger's spec back with a registering loader, once."""
+    """Finds nothing itself: hands transformers' module specs back with a checking loader."""
 
     def find_spec(self, name, path, target=None):
-        if name != TRIGGER:
+        if not (name == PACKAGE or name.startswith(PACKAGE + ".")):
             return None
-        uninstall()
         for finder in sys.meta_path:
-            spec = finder.find_spec(name, path, target) if hasattr(finder, "find_spec") else None
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
             if spec is not None:
                 if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                    spec.loader = _RegisterAfter(spec.loader)
+                    spec.loader = _CheckAfter(spec.loader, name)
                 return spec
         return None
+
+
+def _installed() -> bool:
+    return any(isinstance(f, _WaitForTransformers) for f in sys.meta_path)
 
 
 def uninstall() -> None:
@@ -63,7 +89,7 @@ def uninstall() -> None:
 
 def install() -> None:
     """Register now if transformers' Auto classes are loaded, else when they are (idempotent)."""
-    if TRIGGER in sys.modules:
+    if ready():
         register_now()
-    elif not any(isinstance(f, _WaitForTransformers) for f in sys.meta_path):
+    elif not _installed():
         sys.meta_path.insert(0, _WaitForTransformers())
