@@ -61,14 +61,14 @@ def conv_pre_activation(x, weight, bias, d, row, t, L, acc):
 
 
 @njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
-def _conv_silu_kernel(x, weight, bias, out, L, lengths, parts):
+def _conv_silu_kernel(x, weight, bias, out, starts, lengths, parts):
     """u[d, row] = SiLU(bias[d] + depthwise conv of x), causal for d=0, anti-causal for d=1.
 
-    x: (batch·L, >=E) rows (only the first E columns are read);
+    x: (rows, >=E) rows (only the first E columns are read), clip b's tokens at rows
+    ``starts[b] .. starts[b] + lengths[b] - 1`` (clips packed back to back, see ``clip_rows``);
     weight: (2, K, E) (tap-major, so the channel loop is contiguous);
-    bias: (2, E); out: (2, batch·L, E). Rows of different clips never mix; clip b holds
-    ``lengths[b]`` valid tokens and its padding rows get zeros. The 2·batch·L output rows are
-    split into ``parts`` contiguous ranges, one per worker.
+    bias: (2, E); out: (2, rows, E). Rows of different clips never mix. The 2·rows
+    output rows are split into ``parts`` contiguous ranges, one per worker.
     """
     rows = x.shape[0]
     E = out.shape[2]
@@ -79,37 +79,29 @@ def _conv_silu_kernel(x, weight, bias, out, L, lengths, parts):
         for item in range(p * per_part, min(items, (p + 1) * per_part)):
             d = item // rows
             row = item - d * rows
-            t = row % L
-            valid = lengths[row // L]
-            if t >= valid:
-                for e in range(E):
-                    out[d, row, e] = _ZERO
-                continue
-            conv_pre_activation(x, weight, bias, d, row, t, valid, acc)
+            b = np.searchsorted(starts, row, side="right") - 1
+            conv_pre_activation(x, weight, bias, d, row, row - starts[b], lengths[b], acc)
             for e in range(E):
                 a = acc[e]
                 out[d, row, e] = a * _sigmoid32(a)
 
 
 @njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
-def _biscan_kernel(u, delta, xdbl, A, D, bias, z, out, L, lengths, R, parts, pre_gate, ckpt, train):
+def _biscan_kernel(u, delta, xdbl, A, D, bias, z, out, L, starts, lengths, R, bounds, pre_gate, ckpt, train):
     """out = (y_fwd + y_bwd + D·u terms) · SiLU(z) / 2 for both scan directions, time-major.
 
-    u, delta: (2, batch·L, E); xdbl: (2, batch·L, R + 2N) with B at columns R.., C at R+N..;
-    A: (2, E, N); D, bias: (2, E) (delta gets softplus(delta + bias)); z: (batch·L, E) view;
-    out: (batch·L, E). Clip b has ``lengths[b]`` = Lb valid tokens (then padding, which gets
-    zeros and costs no scan work): direction 0 runs t = 0..Lb-1, direction 1 runs t = Lb-1..0.
+    u, delta: (2, rows, E); xdbl: (2, rows, R + 2N) with B at columns R.., C at R+N..;
+    A: (2, E, N); D, bias: (2, E) (delta gets softplus(delta + bias)); z: (rows, E) view;
+    out: (rows, E). Clip b is the Lb = ``lengths[b]`` rows from ``starts[b]`` (L: the longest):
+    direction 0 runs t = 0..Lb-1, direction 1 runs t = Lb-1..0. Worker p takes blocks
+    ``bounds[p] .. bounds[p+1] - 1`` (``block_bounds``: equal work, whatever the lengths).
     ``train``: also keep what the backward needs: ``pre_gate`` (batch·L, E) receives the sum
     before the gate, ``ckpt`` (2, blocks, ceil(L / SEGMENT), N, LANES) the state before every
     SEGMENT-th step of each direction (in that direction's step order).
     """
-    rows, E = out.shape
+    E = out.shape[1]
     N = A.shape[2]
-    batch = rows // L
-    blocks_per_clip = (E + LANES - 1) // LANES
-    blocks = batch * blocks_per_clip
-    per_part = (blocks + parts - 1) // parts
-    for p in prange(parts):
+    for p in prange(bounds.shape[0] - 1):
         dts = np.empty((L, LANES), dtype=np.float32)
         dtus = np.empty((L, LANES), dtype=np.float32)
         ys = np.empty((L, LANES), dtype=np.float32)
@@ -117,9 +109,9 @@ def _biscan_kernel(u, delta, xdbl, A, D, bias, z, out, L, lengths, R, parts, pre
         rates = carray(_stack_float32(1024), (N, LANES))     # 1024 = MAX_STATE · LANES
         h = carray(_stack_float32(1024), (N, LANES))
         y_row = carray(_stack_float32(16), (LANES,))
-        for block in range(p * per_part, min(blocks, (p + 1) * per_part)):
-            row0, base, first = block_lanes(block, E, L)
-            valid = lengths[row0 // L]
+        for block in range(bounds[p], bounds[p + 1]):
+            b, base, first = block_lanes(block, E)
+            row0, valid = starts[b], lengths[b]
             for t in range(valid):
                 for j in range(LANES):
                     ys[t, j] = _ZERO
@@ -153,16 +145,11 @@ def _biscan_kernel(u, delta, xdbl, A, D, bias, z, out, L, lengths, R, parts, pre
                     if train:
                         pre_gate[row, base + j] = ys[t, j]
                     out[row, base + j] = y_row[j]
-            for row in range(row0 + valid, row0 + L):   # padding
-                for j in range(first, LANES):
-                    if train:
-                        pre_gate[row, base + j] = _ZERO
-                    out[row, base + j] = _ZERO
 
 
 @njit(fastmath=True, cache=True, error_model="numpy", inline="always")
-def block_lanes(block, E, L):
-    """Block -> (first row of its clip, first channel ``base``, first live lane ``first``).
+def block_lanes(block, E):
+    """Block -> (its clip, first channel ``base``, first live lane ``first``).
 
     A block is LANES consecutive channels ``base..base+LANES-1`` (needs E >= LANES). The last
     block of a clip is shifted back to end at channel E, and its lanes below ``first`` (channels
@@ -173,7 +160,7 @@ def block_lanes(block, E, L):
     b = block // blocks_per_clip
     e0 = (block - b * blocks_per_clip) * LANES
     base = min(e0, E - LANES)
-    return b * L, base, e0 - base
+    return b, base, e0 - base
 
 
 @njit(fastmath=True, cache=True, error_model="numpy", inline="always")
@@ -213,11 +200,33 @@ def _direction_params(mixer, reverse: bool) -> dict[str, torch.Tensor]:
     return {key: torch.stack([first[key], second[key]]).contiguous() for key in fwd}
 
 
-def clip_lengths(lengths: torch.Tensor | None, batch: int, length: int) -> np.ndarray:
-    """Valid tokens per clip as the kernels take them: int64 (batch,), all ``length`` when None."""
-    if lengths is None:
-        return np.full(batch, length, dtype=np.int64)
-    return lengths.detach().to("cpu", torch.int64).numpy()
+def clip_rows(lengths: torch.Tensor | None, batch: int, length: int
+              ) -> tuple[np.ndarray, np.ndarray, torch.Tensor | None]:
+    """How a (batch, length) batch reaches the kernels: (starts, lengths) int64 (batch,) and the
+    rows (flat indices of ``batch·length``) that hold tokens, or None when all do.
+
+    With ``lengths``, only each clip's valid tokens are packed back to back (padding costs no
+    work at all, matmuls included); without (or when every clip is full) the batch goes as is."""
+    full = np.full(batch, length, dtype=np.int64)
+    if lengths is not None:
+        valid = lengths.detach().to("cpu", torch.int64)
+        if bool((valid < length).any()):
+            keep = (torch.arange(length)[None, :] < valid[:, None]).flatten().nonzero().squeeze(1)
+            counts = valid.numpy()
+            return np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64), counts, keep
+    return np.arange(batch, dtype=np.int64) * length, full, None
+
+
+def block_bounds(valid: np.ndarray, E: int) -> np.ndarray:
+    """Split the scan's blocks (clip-major, LANES channels each) among numba's workers by work:
+    int64 (parts + 1,) boundaries, each part holding about the same number of scan steps (a
+    block of clip b costs ``valid[b]``), so a long clip's blocks do not all land on one worker."""
+    per_clip = (E + LANES - 1) // LANES
+    work = np.cumsum(np.repeat(valid, per_clip))
+    parts = worker_parts(len(work))
+    total = work[-1] if len(work) else 0
+    cuts = np.searchsorted(work, total * np.arange(1, parts) / parts, side="right")
+    return np.concatenate([[0], cuts, [len(work)]]).astype(np.int64)
 
 
 def bimamba_inference(mixer, hidden: torch.Tensor, reverse: bool = False,
@@ -225,27 +234,35 @@ def bimamba_inference(mixer, hidden: torch.Tensor, reverse: bool = False,
     """The mixer's output (batch, L, D) for float32 CPU ``hidden`` without autograd.
 
     ``reverse=True`` gives ``flip(mixer(flip(hidden)))`` without flipping anything.
-    ``lengths`` (batch,): valid tokens per clip (then padding, whose outputs are zeros); each
-    clip's scans and convs stop at its length and ``reverse`` flips only those tokens.
+    ``lengths`` (batch,): clip b's valid tokens are its first ``lengths[b]`` (then padding,
+    whose outputs are zeros); only those run, and ``reverse`` flips each clip's own tokens.
     """
-    batch, length, _ = hidden.shape
+    batch, length, d_model = hidden.shape
     E, R = mixer.d_inner, mixer.dt_rank
-    rows = batch * length
-    valid = clip_lengths(lengths, batch, length)
+    starts, valid, keep = clip_rows(lengths, batch, length)
     with torch.no_grad():
         params = _direction_params(mixer, reverse)
-        xz = torch.matmul(hidden.reshape(rows, -1), mixer.in_proj.weight.t())    # (rows, 2E)
+        h = hidden.reshape(batch * length, d_model)
+        if keep is not None:
+            h = h.index_select(0, keep.to(h.device))
+        rows = h.shape[0]
+        xz = torch.matmul(h, mixer.in_proj.weight.t())                                  # (rows, 2E)
         u = xz.new_empty(2, rows, E)
-        parts = worker_parts(batch * ((E + LANES - 1) // LANES))  # scan work items
+        bounds = block_bounds(valid, E)
+        parts = bounds.shape[0] - 1
         xz_np = xz.numpy()
         with _LAUNCH_LOCK:
             _conv_silu_kernel(xz_np, params["conv_w"].numpy(), params["conv_b"].numpy(),
-                              u.numpy(), length, valid, parts)
+                              u.numpy(), starts, valid, parts)
         x_dbl = torch.bmm(u, params["x_w"])                                                # (2, rows, R+2N)
         delta = torch.bmm(x_dbl[..., :R], params["dt_w"])                                  # (2, rows, E)
         y = xz.new_empty(rows, E)
         with _LAUNCH_LOCK:
             _biscan_kernel(u.numpy(), delta.numpy(), x_dbl.numpy(), params["A"].numpy(),
-                           params["D"].numpy(), params["dt_b"].numpy(),
-                           xz_np[:, E:], y.numpy(), length, valid, R, parts, _NO_PRE_GATE, _NO_CKPT, False)
-        return torch.matmul(y, mixer.out_proj.weight.t()).view(batch, length, -1)
+                           params["D"].numpy(), params["dt_b"].numpy(), xz_np[:, E:], y.numpy(),
+                           int(valid.max(initial=0)), starts, valid, R, bounds, _NO_PRE_GATE, _NO_CKPT, False)
+        out = torch.matmul(y, mixer.out_proj.weight.t())
+        if keep is None:
+            return out.view(batch, length, -1)
+        return out.new_zeros(batch * length, d_model).index_copy_(0, keep.to(out.device), out).view(
+            batch, length, d_model)

@@ -40,8 +40,9 @@ from ssamba.nn.bimamba_fused import (
     _biscan_kernel,
     _conv_silu_kernel,
     _direction_params,
+    block_bounds,
     block_lanes,
-    clip_lengths,
+    clip_rows,
     conv_pre_activation,
     load_direction,
 )
@@ -52,25 +53,20 @@ _HALF = _F(0.5)
 
 
 @njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
-def _biscan_backward_kernel(u, delta, xdbl, A, D, bias, z, pre_gate, dout, ckpt, L, lengths, R, parts,
+def _biscan_backward_kernel(u, delta, xdbl, A, D, bias, z, pre_gate, dout, ckpt, L, starts, lengths, R, bounds,
                             du, ddelta, dz, dxdbl_part, dA_ch, dD_ch, dbias_ch):
-    """Gradients of ``_biscan_kernel`` (train mode) for the same blocks of LANES channels.
+    """Gradients of ``_biscan_kernel`` (train mode) for the same blocks of LANES channels
+    (clip b: the ``lengths[b]`` rows from ``starts[b]``; L the longest; worker p takes blocks
+    ``bounds[p] .. bounds[p+1] - 1``).
 
-    Clip b has ``lengths[b]`` valid tokens; its padding rows get zero gradients (their output
-    is the constant 0: pre_gate is 0 there, so dz is too) and cost no scan work.
-
-    Outputs: du, ddelta (2, batch·L, E) (ddelta through softplus, w.r.t. the raw delta);
-    dz (batch·L, E); dxdbl_part (parts, 2, batch·L, 2N): dB, dC accumulated per worker part
+    Outputs: du, ddelta (2, rows, E) (ddelta through softplus, w.r.t. the raw delta);
+    dz (rows, E); dxdbl_part (parts, 2, rows, 2N): dB, dC accumulated per worker part
     (B and C are shared by all channels of a clip; summed by the caller); dA_ch (2, batch, E, N),
     dD_ch and dbias_ch (2, batch, E): per clip, summed by the caller.
     """
-    rows, E = dout.shape
+    E = dout.shape[1]
     N = A.shape[2]
-    batch = rows // L
-    blocks_per_clip = (E + LANES - 1) // LANES
-    blocks = batch * blocks_per_clip
-    per_part = (blocks + parts - 1) // parts
-    for p in prange(parts):
+    for p in prange(bounds.shape[0] - 1):
         dts = np.empty((L, LANES), dtype=np.float32)
         us = np.empty((L, LANES), dtype=np.float32)
         dtus = np.empty((L, LANES), dtype=np.float32)
@@ -90,12 +86,11 @@ def _biscan_backward_kernel(u, delta, xdbl, A, D, bias, z, pre_gate, dout, ckpt,
         dD_acc = carray(_stack_float32(16), (LANES,))
         d_lanes = carray(_stack_float32(16), (LANES,))
         dxdbl = dxdbl_part[p]
-        for block in range(p * per_part, min(blocks, (p + 1) * per_part)):
-            row0, base, first = block_lanes(block, E, L)
-            b = row0 // L
-            valid = lengths[b]
+        for block in range(bounds[p], bounds[p + 1]):
+            b, base, first = block_lanes(block, E)
+            row0, valid = starts[b], lengths[b]
             # 1. through the gate: out = pre_gate · SiLU(z) / 2
-            for t in range(L):
+            for t in range(valid):
                 row = row0 + t
                 for j in range(LANES):
                     zt = z[row, base + j]
@@ -134,10 +129,6 @@ def _biscan_backward_kernel(u, delta, xdbl, A, D, bias, z, pre_gate, dout, ckpt,
                     for j in range(first, LANES):
                         ddelta[d, row, base + j] = lane_out[j]
                         du[d, row, base + j] = dus[t, j]
-                for row in range(row0 + valid, row0 + L):   # padding
-                    for j in range(first, LANES):
-                        ddelta[d, row, base + j] = _ZERO
-                        du[d, row, base + j] = _ZERO
                 for j in range(first, LANES):
                     dbias_ch[d, b, base + j] = dbias_acc[j]
                     dD_ch[d, b, base + j] = dD_acc[j]
@@ -146,9 +137,8 @@ def _biscan_backward_kernel(u, delta, xdbl, A, D, bias, z, pre_gate, dout, ckpt,
 
 
 @njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
-def _conv_silu_backward_kernel(x, weight, bias, du, L, lengths, parts, dx, dweight_part, dbias_part):
-    """Gradients of ``_conv_silu_kernel`` given du (2, batch·L, E), which is overwritten.
-    Clip b has ``lengths[b]`` valid tokens; padding rows (output 0) pass no gradient and get dx = 0.
+def _conv_silu_backward_kernel(x, weight, bias, du, starts, lengths, parts, dx, dweight_part, dbias_part):
+    """Gradients of ``_conv_silu_kernel`` given du (2, rows, E), which is overwritten (clips as there).
 
     Two passes over rows split among ``parts`` workers, as the forward (any batch, any length):
     1. per row, the pre-activation a is recomputed and du becomes g = du · SiLU'(a); the weight
@@ -176,12 +166,9 @@ def _conv_silu_backward_kernel(x, weight, bias, du, L, lengths, parts, dx, dweig
         for item in range(p * per_part, min(items, (p + 1) * per_part)):
             d = item // rows
             row = item - d * rows
-            t = row % L
-            valid = lengths[row // L]
-            if t >= valid:
-                for e in range(E):
-                    du[d, row, e] = _ZERO
-                continue
+            b = np.searchsorted(starts, row, side="right") - 1
+            t = row - starts[b]
+            valid = lengths[b]
             conv_pre_activation(x, weight, bias, d, row, t, valid, acc)
             for e in range(E):
                 a = acc[e]
@@ -199,14 +186,15 @@ def _conv_silu_backward_kernel(x, weight, bias, du, L, lengths, parts, dx, dweig
     for p in prange(parts):
         acc = np.empty(E, dtype=np.float32)
         for row in range(p * per_part, min(rows, (p + 1) * per_part)):
-            s = row % L           # x[s] was read by output row s - shift of tap k
-            valid = lengths[row // L]
+            b = np.searchsorted(starts, row, side="right") - 1
+            s = row - starts[b]   # x[s] was read by output row s - shift of tap k
+            valid = lengths[b]
             for e in range(E):
                 acc[e] = _ZERO
             for d in range(2):
                 for k in range(K):
                     shift = k - (K - 1) if d == 0 else K - 1 - k
-                    if 0 <= s - shift < valid and s < valid:
+                    if 0 <= s - shift < valid:
                         for e in range(E):
                             acc[e] += weight[d, k, e] * du[d, row - shift, e]
             for e in range(E):
@@ -218,13 +206,13 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().numpy()
 
 
-def _conv(xz: torch.Tensor, conv_w: torch.Tensor, conv_b: torch.Tensor, length: int,
+def _conv(xz: torch.Tensor, conv_w: torch.Tensor, conv_b: torch.Tensor, starts: np.ndarray,
           valid: np.ndarray) -> torch.Tensor:
     """u (2, rows, E) = SiLU(conv) of both directions, from the in_proj output (rows, 2E)."""
     rows, E = xz.shape[0], conv_w.shape[2]
     u = xz.new_empty(2, rows, E)
     with _LAUNCH_LOCK:
-        _conv_silu_kernel(_np(xz), _np(conv_w), _np(conv_b), _np(u), length, valid, worker_parts(2 * rows))
+        _conv_silu_kernel(_np(xz), _np(conv_w), _np(conv_b), _np(u), starts, valid, worker_parts(2 * rows))
     return u
 
 
@@ -234,8 +222,8 @@ class BiMambaCore(torch.autograd.Function):
     Parameters: in_w (2E, D) and out_w (D, E) (shared by the directions), and per direction,
     stacked [runs forward in time, runs backward in time]: conv_w (2, K, E), conv_b (2, E),
     x_w (2, E, R+2N), dt_w (2, R, E), dt_b (2, E), A (2, E, N), D (2, E). All float32,
-    contiguous, CPU; ``length`` is L (rows = batch·L); ``valid`` (batch,) int64 the valid
-    tokens of each clip (``bimamba_fused.clip_lengths``).
+    contiguous, CPU; clip b is the ``valid[b]`` rows from ``starts[b]`` (int64 (batch,), from
+    ``bimamba_fused.clip_rows``), ``length`` the longest.
     Saved for the backward: hidden, xdbl, the sum before the gate and the state checkpoints
     (~(D + 2(R+2N) + E)·4 bytes per token); the in_proj output, u, delta and the gated y are
     recomputed (two matmuls, one conv and elementwise work), which keeps training memory near
@@ -243,12 +231,12 @@ class BiMambaCore(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, hidden, in_w, conv_w, conv_b, x_w, dt_w, dt_b, A, D, out_w, length, valid):
+    def forward(ctx, hidden, in_w, conv_w, conv_b, x_w, dt_w, dt_b, A, D, out_w, length, starts, valid):
         rows, E = hidden.shape[0], conv_w.shape[2]
         R, N = dt_w.shape[1], A.shape[2]
-        blocks = (rows // length) * ((E + LANES - 1) // LANES)
+        blocks = len(valid) * ((E + LANES - 1) // LANES)
         xz = hidden @ in_w.t()                                    # (rows, 2E)
-        u = _conv(xz, conv_w, conv_b, length, valid)
+        u = _conv(xz, conv_w, conv_b, starts, valid)
         xdbl = torch.bmm(u, x_w)                                  # (2, rows, R + 2N)
         delta = torch.bmm(xdbl[..., :R], dt_w)                    # (2, rows, E)
         y = xz.new_empty(rows, E)
@@ -256,26 +244,27 @@ class BiMambaCore(torch.autograd.Function):
         ckpt = xz.new_empty(2, blocks, (length + SEGMENT - 1) // SEGMENT, N, LANES)
         with _LAUNCH_LOCK:
             _biscan_kernel(_np(u), _np(delta), _np(xdbl), _np(A), _np(D), _np(dt_b),
-                           _np(xz)[:, E:], _np(y), length, valid, R, worker_parts(blocks), _np(pre_gate),
+                           _np(xz)[:, E:], _np(y), length, starts, valid, R, block_bounds(valid, E), _np(pre_gate),
                            _np(ckpt), True)
         ctx.save_for_backward(hidden, in_w, conv_w, conv_b, x_w, dt_w, dt_b, A, D, out_w, xdbl, pre_gate, ckpt)
-        ctx.length, ctx.valid = length, valid
+        ctx.length, ctx.starts, ctx.valid = length, starts, valid
         return y @ out_w.t()
 
     @staticmethod
     def backward(ctx, dout):
         hidden, in_w, conv_w, conv_b, x_w, dt_w, dt_b, A, D, out_w, xdbl, pre_gate, ckpt = ctx.saved_tensors
-        length, valid = ctx.length, ctx.valid
+        length, starts, valid = ctx.length, ctx.starts, ctx.valid
         rows, E = hidden.shape[0], conv_w.shape[2]
         R, N = dt_w.shape[1], A.shape[2]
-        batch = rows // length
-        parts = worker_parts(ckpt.shape[1])
+        batch = len(valid)
+        bounds = block_bounds(valid, E)
+        parts = bounds.shape[0] - 1
         dout = dout.float().contiguous()
         xz = hidden @ in_w.t()
         z = xz[:, E:]
         d_out_w = dout.t() @ (pre_gate * F.silu(z) * 0.5)        # out_proj's input, recomputed
         dy = dout @ out_w
-        u = _conv(xz, conv_w, conv_b, length, valid)
+        u = _conv(xz, conv_w, conv_b, starts, valid)
         delta = torch.bmm(xdbl[..., :R], dt_w)
         du, ddelta = torch.empty_like(u), torch.empty_like(u)
         dxz = xz.new_empty(rows, 2 * E)
@@ -284,8 +273,8 @@ class BiMambaCore(torch.autograd.Function):
         dD_ch, dbias_ch = xz.new_empty(2, batch, E), xz.new_empty(2, batch, E)
         with _LAUNCH_LOCK:
             _biscan_backward_kernel(_np(u), _np(delta), _np(xdbl), _np(A), _np(D), _np(dt_b),
-                                    _np(z), _np(pre_gate), _np(dy), _np(ckpt), length, valid, R,
-                                    parts, _np(du), _np(ddelta), _np(dxz)[:, E:], _np(dxdbl_part),
+                                    _np(z), _np(pre_gate), _np(dy), _np(ckpt), length, starts, valid, R,
+                                    bounds, _np(du), _np(ddelta), _np(dxz)[:, E:], _np(dxdbl_part),
                                     _np(dA_ch), _np(dD_ch), _np(dbias_ch))
         dxdbl = torch.cat([torch.bmm(ddelta, dt_w.transpose(1, 2)), dxdbl_part.sum(0)], dim=-1)
         d_dt_w = torch.bmm(xdbl[..., :R].transpose(1, 2), ddelta)
@@ -295,10 +284,10 @@ class BiMambaCore(torch.autograd.Function):
         d_conv_w = conv_w.new_empty(conv_parts, *conv_w.shape)
         d_conv_b = conv_b.new_empty(conv_parts, *conv_b.shape)
         with _LAUNCH_LOCK:
-            _conv_silu_backward_kernel(_np(xz), _np(conv_w), _np(conv_b), _np(du), length, valid,
+            _conv_silu_backward_kernel(_np(xz), _np(conv_w), _np(conv_b), _np(du), starts, valid,
                                        conv_parts, _np(dxz), _np(d_conv_w), _np(d_conv_b))
         return (dxz @ in_w, dxz.t() @ hidden, d_conv_w.sum(0), d_conv_b.sum(0), d_x_w, d_dt_w,
-                dbias_ch.sum(1), dA_ch.sum(1), dD_ch.sum(1), d_out_w, None, None)
+                dbias_ch.sum(1), dA_ch.sum(1), dD_ch.sum(1), d_out_w, None, None, None)
 
 
 def bimamba_train(mixer, hidden: torch.Tensor, reverse: bool = False,
@@ -306,12 +295,19 @@ def bimamba_train(mixer, hidden: torch.Tensor, reverse: bool = False,
     """The mixer's output (batch, L, D) for float32 CPU ``hidden``, differentiable (fused kernels).
 
     ``reverse=True`` gives ``flip(mixer(flip(hidden)))`` without flipping anything;
-    ``lengths`` as in ``bimamba_fused.bimamba_inference``.
+    ``lengths`` as in ``bimamba_fused.bimamba_inference`` (only valid tokens run).
     """
     batch, length, d_model = hidden.shape
     params = _direction_params(mixer, reverse)
-    out = BiMambaCore.apply(hidden.reshape(batch * length, d_model).contiguous(), mixer.in_proj.weight,
+    starts, valid, keep = clip_rows(lengths, batch, length)
+    rows = hidden.reshape(batch * length, d_model)
+    if keep is not None:
+        keep = keep.to(hidden.device)
+        rows = rows.index_select(0, keep)
+    out = BiMambaCore.apply(rows.contiguous(), mixer.in_proj.weight,
                             params["conv_w"], params["conv_b"], params["x_w"], params["dt_w"], params["dt_b"],
-                            params["A"], params["D"], mixer.out_proj.weight, length,
-                            clip_lengths(lengths, batch, length))
+                            params["A"], params["D"], mixer.out_proj.weight, int(valid.max(initial=0)),
+                            starts, valid)
+    if keep is not None:
+        out = out.new_zeros(batch * length, d_model).index_copy(0, keep, out)
     return out.view(batch, length, d_model)
