@@ -2,9 +2,12 @@
 
 A clip becomes normalised fbank frames in the encoder's recorded input pipeline. Clips
 shorter than the encoder's window (``config.input_tdim`` frames) are padded, as the official
-recipes pad; longer ones are cut into windows of ``input_tdim`` frames with 50 % overlap, the
-last one padded so no tail is lost. Windows from all clips are batched together, so the
-result of a clip never depends on what it was batched with.
+recipes pad (``window="padded"``, the default), or run at their own length
+(``window="native"``: much less work for short clips; batches are formed by length buckets and
+run with per-clip ``lengths``, so each clip gives what it gives alone); longer ones are cut
+into windows of ``input_tdim`` frames with 50 % overlap, the last one padded so no tail is
+lost. Windows from all clips are batched together, so the result of a clip never depends on
+what it was batched with.
 
 - scene embedding of a clip: mean over its windows of the window embedding (the official
   embedding: mean of the non-CLS tokens after the final norm);
@@ -31,11 +34,12 @@ from ssamba.errors import AudioError, ConfigError
 from ssamba.features import FeatureExtractor
 from ssamba.features.extractor import feature_config_for
 from ssamba.models.encoder import POOLINGS as TOKEN_POOLINGS
-from ssamba.models.encoder import pool_tokens, pooled_dim
+from ssamba.models.encoder import clip_columns, pool_tokens, pooled_dim
 
 FRAME_SHIFT_MS = 10.0
 POOLINGS = TOKEN_POOLINGS + ("per_layer",)
 FRAME_LENGTH_MS = 25.0
+WINDOWS = ("padded", "native")  # short clips: padded to the encoder's window, or run at their own length
 
 
 def resolve_layers(layers: int | Sequence[int] | str | None, num_layers: int) -> list[int] | None:
@@ -80,17 +84,22 @@ class Embedder:
     layer's tokens are pooled (``AudioEncoder.forward_layers``; an SSAMBA layer is a flipped
     pair): None = the final tokens (the official embedding), an int = that layer (0 = first,
     -1 = last), a list of ints = the mean of those layers' tokens, ``"all"`` = the mean of all.
+    ``window``: ``"padded"`` (official: short clips padded to the window) or ``"native"``
+    (short clips at their own length, batched by length with per-clip ``lengths``).
     """
 
     def __init__(self, model: torch.nn.Module, device: str | torch.device | None = None,
                  dtype: torch.dtype = torch.float32, batch_size: int = 8,
                  hop_frames: int | None = None, layers: int | Sequence[int] | str | None = None,
-                 engine: str = "torch", onnx_path: str | Path | None = None) -> None:
+                 engine: str = "torch", onnx_path: str | Path | None = None, window: str = "padded") -> None:
+        check_choice("window", window, WINDOWS)
         if engine == "onnxruntime":  # the encoder runs in onnxruntime; windowing/pooling as below
             from ssamba.export import OnnxEncoder
             model, device = OnnxEncoder(onnx_path if onnx_path is not None else model), "cpu"
             if layers is not None:
                 raise ConfigError("layers=: an exported encoder gives its final tokens only")
+            if window == "native":
+                raise ConfigError("window='native': an exported encoder has a fixed window; use the torch engine")
         elif engine != "torch":
             raise ConfigError(f"engine={engine!r}: use 'torch' or 'onnxruntime'")
         if dtype not in (torch.float32, torch.bfloat16):
@@ -113,6 +122,7 @@ class Embedder:
         self.features = FeatureExtractor(dataclasses.replace(feature_config_for(model), target_length=None))
         self.pad_value = self.features.config.pad_value
         self.layers = resolve_layers(layers, model.num_layers) if layers is not None else None
+        self.native = window == "native"
 
     @property
     def sample_rate(self) -> int:
@@ -125,8 +135,13 @@ class Embedder:
 
     # ---- windowing -------------------------------------------------------------------------
     def _windows(self, fbank: torch.Tensor) -> list[torch.Tensor]:
-        """Cut (T, F) normalised fbank into windows of ``self.window`` frames (padded)."""
+        """Cut (T, F) normalised fbank into windows of ``self.window`` frames (padded); in native
+        mode a clip that fits one window is kept at its length (at least one patch)."""
         frames = fbank.shape[0]
+        if self.native and frames <= self.window:
+            if frames < self.tshape:
+                fbank = torch.cat([fbank, fbank.new_full((self.tshape - frames, fbank.shape[1]), self.pad_value)])
+            return [fbank]
         steps = 0 if frames <= self.window else math.ceil((frames - self.window) / self.hop)
         total = self.window + steps * self.hop
         if total > frames:
@@ -134,50 +149,81 @@ class Embedder:
             fbank = torch.cat([fbank, pad], dim=0)
         return [fbank[i * self.hop:i * self.hop + self.window] for i in range(steps + 1)]
 
-    def _column_count(self, num_windows: int) -> int:
-        return (self.window + (num_windows - 1) * self.hop - self.tshape) // self.tstride + 1
+    def _column_count(self, windows: list[torch.Tensor]) -> int:
+        """Time columns of a clip's stitched grid: its windows' span (one window: its own length)."""
+        span = windows[0].shape[0] + (len(windows) - 1) * self.hop
+        return (span - self.tshape) // self.tstride + 1
 
-    def _tokens(self, batch: torch.Tensor, every: list[torch.Tensor] | None = None) -> torch.Tensor:
+    def _tokens(self, batch: torch.Tensor, every: list[torch.Tensor] | None = None,
+                lengths: torch.Tensor | None = None) -> torch.Tensor:
         """(B, n_cls + P, D) tokens of the chosen layer(s) for a batch of windows (``every``: the
-        batch's ``forward_layers``, when already computed)."""
+        batch's ``forward_layers``, when already computed; ``lengths``: real frames per window)."""
         if self.layers is None:
-            return every[-1] if every is not None else self.model.forward_features(batch)
-        every = every if every is not None else self.model.forward_layers(batch)
+            if every is not None:
+                return every[-1]
+            return self.model.forward_features(batch) if lengths is None else \
+                self.model.forward_features(batch, lengths=lengths)
+        every = every if every is not None else self.model.forward_layers(batch, lengths=lengths)
         return torch.stack([every[i] for i in self.layers]).mean(dim=0)
 
-    def _pool(self, tokens: torch.Tensor, pooling: str) -> torch.Tensor:
+    def _pool(self, tokens: torch.Tensor, pooling: str, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """(B, D) official mean of the non-CLS tokens, or another ``pool_tokens`` pooling."""
-        if pooling == "mean":
+        if pooling == "mean" and lengths is None:
             return self.model.pool(tokens)
-        return pool_tokens(self.model, tokens.float(), pooling)
+        return pool_tokens(self.model, tokens.float(), pooling, lengths)
 
-    def _pool_batch(self, batch: torch.Tensor, poolings: Sequence[str]) -> list[torch.Tensor]:
+    def _columns(self, tokens: torch.Tensor, frames: int, lengths: torch.Tensor | None) -> list[torch.Tensor]:
+        """Per window, its time columns (t, D): tokens averaged over the frequency rows."""
+        n = self.model.num_cls_tokens
+        f, t = self.model.patch_grid(frames)
+        if lengths is None:
+            return list(tokens[:, n:].reshape(len(tokens), f, t, -1).mean(dim=1))
+        columns = clip_columns(self.model.config, lengths).tolist()
+        return [tokens[b, n:n + f * c].reshape(f, c, -1).mean(dim=0) for b, c in enumerate(columns)]
+
+    def _pool_batch(self, batch: torch.Tensor, poolings: Sequence[str],
+                    lengths: torch.Tensor | None = None) -> list[torch.Tensor | list[torch.Tensor]]:
         """Each pooling of one pass over a batch of windows: (B, width); (B, layers, 2D) for
-        "per_layer"; (B, t, D) for "columns" (the time columns, tokens averaged over frequency)."""
-        every = self.model.forward_layers(batch) if "per_layer" in poolings else None
-        tokens = self._tokens(batch, every) if set(poolings) - {"per_layer"} else None
+        "per_layer"; for "columns", per window its (t, D) time columns (tokens averaged over
+        frequency). ``lengths``: the windows' real frames (native mode), else None."""
+        every = self.model.forward_layers(batch, lengths=lengths) if "per_layer" in poolings else None
+        tokens = self._tokens(batch, every, lengths) if set(poolings) - {"per_layer"} else None
         out = []
         for pooling in poolings:
             if pooling == "per_layer":
-                out.append(torch.stack([self._pool(t, "mean_std") for t in every], dim=1))
+                out.append(torch.stack([self._pool(t, "mean_std", lengths) for t in every], dim=1))
             elif pooling == "columns":
-                f, t = self.model.patch_grid(batch.shape[1], batch.shape[2])
-                out.append(tokens[:, self.model.num_cls_tokens:].reshape(len(batch), f, t, -1).mean(dim=1))
+                out.append(self._columns(tokens, batch.shape[1], lengths))
             else:
-                out.append(self._pool(tokens, pooling))
+                out.append(self._pool(tokens, pooling, lengths))
         return out
 
-    def _run(self, windows: list[torch.Tensor], poolings: Sequence[str]) -> list[torch.Tensor]:
-        """Every window pooled each way: one (W, ...) tensor per pooling, from one encoder pass."""
-        outputs: list[list[torch.Tensor]] = [[] for _ in poolings]
+    def _batches(self, windows: list[torch.Tensor]) -> list[list[int]]:
+        """Which windows run together: in order (padded mode, all one length) or, in native
+        mode, by length buckets: sorted by length and cut into batches, so little is padded."""
+        order = list(range(len(windows)))
+        if self.native:
+            order.sort(key=lambda i: windows[i].shape[0])
+        return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+
+    def _run(self, windows: list[torch.Tensor], poolings: Sequence[str]) -> list[torch.Tensor | list]:
+        """Every window pooled each way, from one encoder pass: per pooling a (W, ...) tensor
+        (for "columns" a list of W (t, D) tensors), in the order of ``windows``."""
+        outputs: list[list] = [[None] * len(windows) for _ in poolings]
         autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16)
                     if self.dtype == torch.bfloat16 else contextlib.nullcontext())
         with torch.inference_mode(), autocast:
-            for start in range(0, len(windows), self.batch_size):
-                batch = torch.stack(windows[start:start + self.batch_size]).to(self.device)
-                for out, pooled in zip(outputs, self._pool_batch(batch, poolings)):
-                    out.append(pooled.float().cpu())
-        return [torch.cat(out) for out in outputs]
+            for chosen in self._batches(windows):
+                sizes = [windows[i].shape[0] for i in chosen]
+                longest = max(sizes)
+                lengths = torch.tensor(sizes) if min(sizes) < longest else None  # all equal: as is
+                batch = torch.stack([torch.cat([windows[i], windows[i].new_full(
+                    (longest - windows[i].shape[0], windows[i].shape[1]), self.pad_value)]) for i in chosen])
+                for out, pooled in zip(outputs, self._pool_batch(batch.to(self.device), poolings, lengths)):
+                    for i, row in zip(chosen, pooled):
+                        out[i] = row.float().cpu()
+        return [out if name == "columns" else (torch.stack(out) if out else torch.zeros(0))
+                for name, out in zip(poolings, outputs)]
 
     def _prepare(self, fbanks: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[ClipWindows]]:
         """All windows of the clips' normalised fbanks, and where each clip's windows sit."""
@@ -186,7 +232,7 @@ class Embedder:
         for fbank in fbanks:
             clip_windows = self._windows(fbank)
             clips.append(ClipWindows(len(windows), len(clip_windows), fbank.shape[0],
-                                     self._column_count(len(clip_windows))))
+                                     self._column_count(clip_windows)))
             windows.extend(clip_windows)
         return windows, clips
 
@@ -217,16 +263,17 @@ class Embedder:
     def timestamps(self, waves: Sequence[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per clip: (T, D) embeddings of the time columns that hold audio, and (T,) centres in ms."""
         windows, clips = self._prepare([self.features(wave) for wave in waves])
-        columns = self._run(windows, ["columns"])[0]  # (W, t, D)
-        per_window = columns.shape[1]
+        columns = self._run(windows, ["columns"])[0]  # W tensors (t, D)
         shift = self.hop // self.tstride
         results = []
         for clip in clips:
-            total = columns.new_zeros(clip.num_columns, columns.shape[2])
-            count = columns.new_zeros(clip.num_columns, 1)
+            dim = columns[clip.first].shape[1]
+            total = torch.zeros(clip.num_columns, dim)
+            count = torch.zeros(clip.num_columns, 1)
             for k in range(clip.count):
-                total[k * shift:k * shift + per_window] += columns[clip.first + k]
-                count[k * shift:k * shift + per_window] += 1
+                window = columns[clip.first + k]
+                total[k * shift:k * shift + len(window)] += window
+                count[k * shift:k * shift + len(window)] += 1
             stitched = total / count
             keep = max(1, min(clip.num_columns, math.ceil(clip.num_frames / self.tstride)))
             results.append((stitched[:keep], self.column_centres_ms(keep)))
@@ -264,16 +311,18 @@ def _as_waves(sources: Iterable, sample_rate: int | None) -> list[torch.Tensor]:
 
 def embed(sources: Iterable, model, sample_rate: int | None = None, timestamps: bool = False,
           batch_size: int = 8, device: str | None = None, dtype: torch.dtype = torch.float32,
-          layers: int | Sequence[int] | str | None = None, pooling: str = "mean"):
+          layers: int | Sequence[int] | str | None = None, pooling: str = "mean", window: str = "padded"):
     """Embeddings of audio files or arrays with an encoder (or a path that ``ssamba.load`` reads).
 
     Returns an (n, D) numpy array of scene embeddings, or with ``timestamps=True`` a list of
     (embeddings (T, D), centre times in ms (T,)) numpy pairs, one per source. ``layers``: see
     ``Embedder`` (default: the final tokens); ``pooling`` of scene embeddings: "mean" (official),
-    "mean_std" or "bands" (see ``Embedder.scene_from_fbanks``).
+    "mean_std" or "bands" (see ``Embedder.scene_from_fbanks``); ``window``: "padded" (official)
+    or "native" (see ``Embedder``).
     """
     check_choice("pooling", pooling, TOKEN_POOLINGS)
-    embedder = Embedder(as_encoder(model), device=device, dtype=dtype, batch_size=batch_size, layers=layers)
+    embedder = Embedder(as_encoder(model), device=device, dtype=dtype, batch_size=batch_size, layers=layers,
+                        window=window)
     waves = _as_waves(sources, sample_rate)
     if timestamps:
         return [(e.numpy(), t.numpy()) for e, t in embedder.timestamps(waves)]
@@ -306,9 +355,10 @@ class FileEmbeddings:
 def embed_files(files: Sequence[str | Path], model, timestamps: bool = False, batch_size: int = 8,
                 device: str | None = None, dtype: torch.dtype = torch.float32,
                 skip_errors: bool = False, chunk: int = 64, progress: bool = True,
-                layers: int | Sequence[int] | str | None = None, pooling: str = "mean") -> FileEmbeddings:
-    """Embed audio files in order, ``chunk`` files at a time (bounded memory); ``layers`` and
-    ``pooling`` as in ``embed``.
+                layers: int | Sequence[int] | str | None = None, pooling: str = "mean",
+                window: str = "padded") -> FileEmbeddings:
+    """Embed audio files in order, ``chunk`` files at a time (bounded memory); ``layers``,
+    ``pooling`` and ``window`` as in ``embed``.
 
     An unreadable file raises its ``AudioError`` (naming the file) unless ``skip_errors``,
     in which case it is left out and listed in ``skipped`` with the reason.
@@ -316,7 +366,8 @@ def embed_files(files: Sequence[str | Path], model, timestamps: bool = False, ba
     from tqdm import tqdm
 
     check_choice("pooling", pooling, TOKEN_POOLINGS)
-    embedder = Embedder(as_encoder(model), device=device, dtype=dtype, batch_size=batch_size, layers=layers)
+    embedder = Embedder(as_encoder(model), device=device, dtype=dtype, batch_size=batch_size, layers=layers,
+                        window=window)
     kept: list[Path] = []
     skipped: list[tuple[Path, str]] = []
     scene_rows: list[torch.Tensor] = []
