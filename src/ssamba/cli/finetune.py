@@ -12,7 +12,9 @@ def add_parser(sub) -> None:
                        description="Train encoder + head with a recipe YAML (configs/finetune/*.yaml); writes "
                                    "results.json, results.md, confusion.png and the fine-tuned model(s) into --out.")
     p.add_argument("--config", required=True, help="recipe YAML with finetune: and train: sections")
-    p.add_argument("--data", required=True, help="dataset root in its official layout (or a CSV manifest)")
+    p.add_argument("--data", required=True, help="dataset root in its official layout (or a CSV manifest, or "
+                                                 "hf-dataset:PATH_OR_ID[?audio=COL&label=COL&...] for a datasets dataset)")
+    p.add_argument("--skip-errors", action="store_true", help="leave out undecodable rows of an hf-dataset: source")
     p.add_argument("--init", default=None, help="pretrained checkpoint dir or official .pth (default: random init)")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--dataset", default=None, help="reader name overriding the config's finetune.dataset ('auto' detects)")
@@ -25,11 +27,13 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from ssamba.cli.outputs import refuse_previous_run
     from ssamba.downstream.finetune import finetune, load_finetune_config
+    from ssamba.integrations.hf_datasets import manifest_for
 
     refuse_previous_run(args.out, ("results.json", "checkpoints", "model", "fold*"))
     config, train_config = load_finetune_config(args.config, args.overrides + args.set_overrides)
     if args.dataset:
         config.dataset = args.dataset
-    results = finetune(config, train_config, args.data, args.out, init=args.init)
+    manifest = manifest_for(args.data, skip_errors=args.skip_errors)
+    results = finetune(config, train_config, args.data, args.out, init=args.init, manifest=manifest)
     print((Path(args.out) / "results.md").read_text())
     return 0 if results["runs"] else 1

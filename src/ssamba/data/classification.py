@@ -66,19 +66,23 @@ class AudioClassificationDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def _load(self, path: Path) -> torch.Tensor:
+    def _load(self, source: AudioItem | Path) -> torch.Tensor:
+        if isinstance(source, AudioItem):
+            if source.audio is not None:   # an in-memory item (a datasets row) decodes itself
+                return torch.as_tensor(source.audio(), dtype=torch.float32)
+            source = source.path
         if self.loader is None:
             from ssamba.audio import load_audio  # the project's loader: mono float32 at 16 kHz
 
             self.loader = load_audio
-        return torch.as_tensor(self.loader(path), dtype=torch.float32)
+        return torch.as_tensor(self.loader(source), dtype=torch.float32)
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         """`key`: an index (augmentation seeded by (seed, epoch, index)) or an (index, item_seed)
         pair as yielded by the Trainer's EpochSampler."""
         index, seed = (key[0], key[1]) if isinstance(key, (tuple, list)) else (key, None)
         item = self.items[index]
-        waveform = self._load(item.path)
+        waveform = self._load(item)
         target = multi_hot(item.labels, self.num_classes)
         if self.augment is not None:
             seed = item_seed(self.seed, self.epoch, index) if seed is None else int(seed)
@@ -86,7 +90,7 @@ class AudioClassificationDataset(Dataset):
             if self.augment.wants_mixup(generator):
                 other = self.items[int(torch.randint(len(self.items), (1,), generator=generator))]
                 waveform, target = self.augment.mixup_pair(
-                    waveform, self._load(other.path), target, multi_hot(other.labels, self.num_classes), generator
+                    waveform, self._load(other), target, multi_hot(other.labels, self.num_classes), generator
                 )
             noise = None
             if self.noise_paths and self.augment.wants_background_noise(generator):

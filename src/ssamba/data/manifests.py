@@ -12,7 +12,7 @@ import csv
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from ssamba.audio.io import AUDIO_EXTENSIONS, list_audio_files
 from ssamba.errors import DataError
@@ -28,6 +28,8 @@ class AudioItem:
     split:  "train" / "valid" / "test" where the dataset defines them, else None.
     fold:   cross-validation fold (ESC-50 fold 1-5, IEMOCAP session 1-5), else None.
     group:  who/what the clip belongs to (speaker, session, video id), else None.
+    audio:  for items that are not files (a ``datasets`` row): a picklable zero-argument callable
+            returning the mono 16 kHz waveform; ``path`` then only names the item.
     """
 
     path: Path
@@ -35,6 +37,7 @@ class AudioItem:
     split: str | None = None
     fold: int | None = None
     group: str | None = None
+    audio: Callable[[], Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def label(self) -> int:

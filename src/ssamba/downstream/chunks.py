@@ -48,7 +48,8 @@ class UtteranceChunks(Dataset):
         from ssamba.audio import load_audio
 
         item = self.items[index]
-        wave = load_audio(item.path, target_sr=self.extractor.config.sample_rate)
+        wave = item.audio() if item.audio is not None else \
+            load_audio(item.path, target_sr=self.extractor.config.sample_rate)
         chunks, frames = split_chunks(self.extractor.fbank(wave[None])[0], self.chunk_frames)
         return self.extractor.normalize(chunks).float(), frames, multi_hot(item.labels, self.num_classes)
 

@@ -332,9 +332,11 @@ def finetune(
     return results.write(out_dir, extra)
 
 
-def evaluate(run_dir: str | Path, data: str | Path, out_dir: str | Path | None = None, batch_size: int = 16) -> dict:
-    """Score the fine-tuned model(s) of a `finetune` run on `data` (the test split, or each fold's
-    held-out fold with that fold's model) and write results.json / results.md / confusion.png."""
+def evaluate(run_dir: str | Path, data: str | Path, out_dir: str | Path | None = None, batch_size: int = 16,
+             manifest: Manifest | None = None) -> dict:
+    """Score the fine-tuned model(s) of a `finetune` run on `data` (or on `manifest`, already read)
+    (the test split, or each fold's held-out fold with that fold's model) and write results.json /
+    results.md / confusion.png."""
     run_dir = Path(run_dir)
     model_dirs = {"all": run_dir / "model"} if (run_dir / "model").is_dir() else {
         p.name: p / "model" for p in sorted(run_dir.glob("fold*")) if (p / "model").is_dir()}
@@ -343,7 +345,7 @@ def evaluate(run_dir: str | Path, data: str | Path, out_dir: str | Path | None =
     run_config = json.loads((next(iter(model_dirs.values())) / "task.json").read_text())
     results_path = run_dir / "results.json"
     finetune_cfg = json.loads(results_path.read_text()).get("finetune", {}) if results_path.is_file() else {}
-    manifest = read_dataset(finetune_cfg.get("dataset", "auto"), data)
+    manifest = manifest or read_dataset(finetune_cfg.get("dataset", "auto"), data)
     spec = manifest.spec
     known = run_config["class_names"]
     if spec.class_names != known:

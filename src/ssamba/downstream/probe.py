@@ -175,8 +175,10 @@ def probe(
     folds: list[int] | None = None,
     device: str = "cpu",
     encoder: nn.Module | None = None,
+    manifest=None,
 ) -> dict:
-    """Linear probe of a frozen encoder (`ssamba.load(model)`, or `encoder` when given) on `data`.
+    """Linear probe of a frozen encoder (`ssamba.load(model)`, or `encoder` when given) on `data`
+    (or on `manifest`, a `Manifest` already read, e.g. from a `datasets` dataset).
 
     Embeddings of every clip are computed once and cached (`cache`, default
     `out_dir/embeddings.npz`, keyed by model file, feature preset and clip list); then one
@@ -189,7 +191,7 @@ def probe(
 
     config = config or ProbeConfig()
     out_dir = Path(out_dir)
-    manifest = read_dataset(dataset, data)
+    manifest = manifest or read_dataset(dataset, data)
     spec = manifest.spec
     if manifest.skipped:
         log.warning("%s: %d listed entries skipped (first: %s: %s)", spec.name, len(manifest.skipped), *manifest.skipped[0])
