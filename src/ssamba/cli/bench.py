@@ -1,4 +1,5 @@
-"""`ssamba bench`: SSAMBA vs SSAST time and memory against tokens (``ssamba.bench.efficiency``)."""
+"""`ssamba bench`: SSAMBA vs SSAST time and memory against tokens (``ssamba.bench.efficiency``), or with
+``--corpus DIR`` the throughput of embedding a folder, padded vs native windows (``ssamba.bench.corpus``)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,12 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default=None, help="directory for <mode>_<device>.json/.md/.png")
     p.add_argument("--json", default=None, help="also write the (last mode's) result JSON here")
     p.add_argument("--plot", default=None, help="also write the (last mode's) plot here")
+    p.add_argument("--corpus", default=None, metavar="DIR",
+                   help="instead: clips/s and audio-seconds/s embedding the audio files of DIR, padded to the window "
+                        "vs native length + length buckets, for each of --models (registry names or checkpoints); "
+                        "writes corpus.json/.md under --out")
+    p.add_argument("--batch-size", type=int, default=16, help="--corpus: windows per forward pass")
+    p.add_argument("--limit", type=int, default=None, help="--corpus: that many clips, spread evenly over the folder")
     p.set_defaults(func=run)
 
 
@@ -40,6 +47,8 @@ def run(args) -> int:
     from ssamba.bench.efficiency import BenchConfig, run_benchmark
     from ssamba.bench.report import markdown_table, plot
 
+    if args.corpus is not None:
+        return _run_corpus(args)
     if args.repeats < 1 or args.batch < 1:
         raise ConfigError("--repeats and --batch must be at least 1")
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
@@ -60,4 +69,19 @@ def run(args) -> int:
             plot(result, args.plot)
     if args.out:
         print(f"results written to {args.out}")
+    return 0
+
+
+def _run_corpus(args) -> int:
+    from ssamba.bench.corpus import CorpusBenchConfig, markdown_table, run_corpus_bench, save
+
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ConfigError(f"--out {args.out}: exists and is not a folder")
+    config = CorpusBenchConfig(corpus=args.corpus, models=args.models, batch_size=args.batch_size, limit=args.limit,
+                               threads=args.threads, depth=args.depth, device=args.device)
+    result = run_corpus_bench(config)
+    print()
+    print(markdown_table(result))
+    if args.out:
+        print(f"results written to {save(result, args.out)['md'].parent}")
     return 0
