@@ -16,6 +16,9 @@ count. What each stage does:
 5. probes: a linear probe per task and feature set, accuracy with a 95 % bootstrap interval.
 6. fine-tuning: pretrained SSAMBA, its random initialisation and pretrained SSAST, each
    fine-tuned on each task with one recipe and the same seconds (`ssamba.demo.finetune`).
+   The authors' SSAMBA-tiny weights, when the Hub cache has them or the Hub can be reached, are
+   probed (stage 5) and fine-tuned too; offline the report says they were skipped and why
+   (`ssamba.demo.official`).
 7. report: `report.md`, `report.html` (self-contained) and the PNGs (`ssamba.demo.report`).
 """
 
@@ -57,7 +60,9 @@ class DemoConfig:
     `exclude_test_audio`: leave every task's test clips out of pretraining (the clean protocol).
     `finetune_seconds`: wall clock of each fine-tuning run (0 skips the stage); `finetune_frames`,
     `finetune_lr`, `finetune_pooling` ("mean" / "mean_std" / "bands"), `finetune_head_init` ("random" /
-    "probe", LP-FT): the rest of the fine-tuning recipe (`ssamba.demo.finetune.FinetuneRecipe`)."""
+    "probe", LP-FT): the rest of the fine-tuning recipe (`ssamba.demo.finetune.FinetuneRecipe`).
+    `official`: also probe and fine-tune the authors' SSAMBA-tiny weights when they can be fetched
+    (not in the quick preset: a smoke run does not download 28 MB)."""
 
     minutes: float = 8.0
     seed: int = 0
@@ -81,13 +86,14 @@ class DemoConfig:
     finetune_lr: float = 1e-3
     finetune_pooling: str = "bands"
     finetune_head_init: str = "random"
+    official: bool = True
     quick: bool = False
 
     @classmethod
     def quick_preset(cls, **overrides: Any) -> "DemoConfig":
         """Smoke-test sizes: 4-layer encoders, seconds of training each, a few hundred clips."""
         base = dict(minutes=0.2, depth=4, warmup_steps=10, max_per_class=10, pretrain_files=300, probe_max_iter=50,
-                    finetune_seconds=1.5, quick=True)
+                    finetune_seconds=1.5, official=False, quick=True)
         return cls(**{**base, **overrides})
 
     def __post_init__(self) -> None:
@@ -221,6 +227,7 @@ def run_demo(out_dir: str | Path = "demo_out", corpus: str | Path | None = None,
     from ssamba.demo.evaluate import probe_tasks
     from ssamba.demo.features import compute_fbanks
     from ssamba.demo.figures import make_figures
+    from ssamba.demo.official import METHOD, fetch_official, skipped
     from ssamba.demo.report import write_report
     from ssamba.demo.tasks import TaskConfig, build_demo_tasks
     from ssamba.downstream.probe import ProbeConfig
@@ -254,6 +261,9 @@ def run_demo(out_dir: str | Path = "demo_out", corpus: str | Path | None = None,
         runs[model] = stages.run(f"pretrain {model}", lambda m=model: pretrain(
             m, pretraining_fbanks, store.pad_value, config, out / m))
 
+    official = stages.run("official weights", lambda: fetch_official(say=say)) if config.official else \
+        skipped("not tried (DemoConfig.official is off" + (", as in quick mode)" if config.quick else ")"))
+    say(f"[demo]   {official.sentence()}")
     probe_fbanks = store.take(probe_paths)
     features: dict[str, np.ndarray] = {}
     features["log-mel stats"] = stages.run("embed log-mel", lambda: logmel_statistics(probe_fbanks))
@@ -262,6 +272,8 @@ def run_demo(out_dir: str | Path = "demo_out", corpus: str | Path | None = None,
         "SSAMBA pretrained": lambda: load_encoder(runs["ssamba"]["encoder_dir"]),
         "SSAST pretrained": lambda: load_encoder(runs["ssast"]["encoder_dir"]),
     }
+    if official.used:
+        encoders[METHOD] = lambda: load_encoder(official.path)
     depth_features: dict[str, np.ndarray] = {}
     for name, make in encoders.items():
         pooled = stages.run(f"embed {name}", lambda make=make: encoder_embeddings(make(), probe_fbanks))
@@ -300,10 +312,10 @@ def run_demo(out_dir: str | Path = "demo_out", corpus: str | Path | None = None,
     stages.seconds["total"] = stages.total()
     report = write_report(out, config=config, corpus=corpus_info, tasks=tasks, runs=runs, results=results,
                           timings=stages.seconds, environment=environment, images=images,
-                          depth_results=depth_results, finetune_runs=finetune_runs)
+                          depth_results=depth_results, finetune_runs=finetune_runs, official=official)
     atomic_write_text(out / "results.json", json.dumps({"config": asdict(config), "results": [r.row() for r in results],
                                                   "per_layer": [r.row() for r in depth_results],
-                                                  "finetune_runs": finetune_runs,
+                                                  "finetune_runs": finetune_runs, "official": official.row(),
                                                   "timings_s": stages.seconds, "corpus": corpus_info}, indent=1))
     say(f"[demo] done in {stages.seconds['total'] / 60:.1f} min; report: {report['md']} and {report['html']}")
     return DemoResult(out, report["md"], report["html"], [r.row() for r in results], dict(stages.seconds),

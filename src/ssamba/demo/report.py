@@ -16,6 +16,8 @@ from typing import Any, Sequence
 
 from ssamba.checkpoints.format import atomic_write_text
 from ssamba.demo.figures import FINETUNE_HEADLINE, HEADLINE
+from ssamba.demo.finetune import FINETUNED
+from ssamba.demo.official import METHOD as OFFICIAL
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> tuple:
@@ -122,7 +124,7 @@ def _head_words(config) -> str:
 
 def build_document(config, corpus: dict, tasks: Sequence, runs: dict[str, dict], results: Sequence,
                    timings: dict[str, float], environment: dict, images: dict[str, Path],
-                   depth_results: Sequence = (), finetune_runs: Sequence = ()) -> list[tuple]:
+                   depth_results: Sequence = (), finetune_runs: Sequence = (), official=None) -> list[tuple]:
     """The report as blocks: ("h", level, text), ("p", text), ("table", header, rows), ("img", alt, path), ("code", text)."""
     doc: list[tuple] = [("h", 1, "ssamba demo: self-supervised pretraining on real audio, on a CPU")]
     total = timings.get("total")
@@ -152,13 +154,17 @@ def build_document(config, corpus: dict, tasks: Sequence, runs: dict[str, dict],
     doc.append(_table(["goal", "needed", "reached", ""], goals(results, tasks)))
 
     doc.append(("h", 2, "Results"))
+    if official is not None:
+        doc.append(("p", official.sentence()))
     by = {(r.task, r.method): r for r in results}
+    methods = {r.method for r in results}
+    headline = [m for m in (*HEADLINE, OFFICIAL) if m in methods]
     summary_rows = []
     for t in tasks:
         summary_rows.append([t.name, _pct(t.chance)] + [_pct(by[(t.name, m)].accuracy) if (t.name, m) in by else ""
-                                                         for m in HEADLINE])
+                                                         for m in headline])
     doc.append(("p", "Test accuracy (%), official mean pooling; majority = always answering the most common test class."))
-    doc.append(_table(["task", "majority"] + list(HEADLINE), summary_rows))
+    doc.append(_table(["task", "majority"] + headline, summary_rows))
     for t in tasks:
         s = t.summary()
         doc.append(("h", 3, f"{t.name}: {t.description}"))
@@ -176,9 +182,10 @@ def build_document(config, corpus: dict, tasks: Sequence, runs: dict[str, dict],
                          f"lr {config.finetune_lr:g}, head lr x{config.finetune_recipe().head_lr_mult:g}, "
                          f"SpecAugment, {_head_words(config)}), one seed; test accuracy with the same bootstrap "
                          f"interval."))
+        ft_headline = [m for m in (*FINETUNE_HEADLINE, OFFICIAL + FINETUNED) if m in methods]
         ft_rows = [[t.name, _pct(t.chance)] + [_pct(by[(t.name, m)].accuracy) if (t.name, m) in by else ""
-                                               for m in FINETUNE_HEADLINE] for t in tasks]
-        doc.append(_table(["task", "majority"] + list(FINETUNE_HEADLINE), ft_rows))
+                                               for m in ft_headline] for t in tasks]
+        doc.append(_table(["task", "majority"] + ft_headline, ft_rows))
         doc.append(_table(["task", "method", "steps", "epochs", "last loss", "seconds"],
                           [[r["task"], r["method"], r["steps"], r["epochs"], f"{r['last_loss']:.3f}", r["seconds"]]
                            for r in finetune_runs]))
