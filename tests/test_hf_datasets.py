@@ -6,6 +6,7 @@ naming them (exit 2 from the CLI), or are skipped on request. Offline."""
 from __future__ import annotations
 
 import io
+import json
 import os
 
 import numpy as np
@@ -135,3 +136,50 @@ def test_cli_exits_2_with_one_line(tmp_path, capsys):
     line = run_expecting_error(capsys, ["probe", "--model", str(tmp_path / "unused"), "--data", source,
                                         "--out", str(tmp_path / "out")])
     assert "column 'audio' row 1" in line and str(tmp_path / "bad") in line
+
+
+def test_pretraining_streams_a_saved_dataset(twin, tmp_path):
+    from cli_helpers import TINY_PRETRAIN
+
+    from ssamba.cli import main
+    from ssamba.models import load
+
+    source = f"hf-dataset:{twin / 'saved'}"
+    argv = ["pretrain", "--config", "ssamba_tiny_cpu", "--data", source, "--out", str(tmp_path / "run"),
+            *TINY_PRETRAIN, "train.max_steps=2", "data.valid_clips=0"]
+    assert main(argv) == 0
+    saved = json.loads((tmp_path / "run" / "checkpoints" / "last" / "config.json").read_text())
+    assert saved["data"]["source"] == source                               # kept as an address, for --resume
+    assert load(tmp_path / "run").config.depth == 2
+
+
+def test_stream_gives_each_training_row_once_per_epoch_reproducibly(twin):
+    from ssamba.data.audio_folder import AudioCropDataset
+    from ssamba.integrations.hf_streams import HfCropStream
+
+    stream = HfCropStream(f"hf-dataset:{twin / 'saved'}", crop_frames=64, seed=5)
+    first = [x["fbank"] for x in stream]
+    assert len(first) == 9 and all(f.shape == (64, 128) for f in first)   # the 9 training rows
+    assert all(torch.equal(a, b) for a, b in zip(first, [x["fbank"] for x in stream]))
+    crops = AudioCropDataset([], crop_frames=64)
+    files = sorted((twin / "clips").glob("*_[012].wav"))
+    whole = [crops.fbank(load_audio(f), 0) for f in files]
+    rows = [next(i for i, w in enumerate(whole) if torch.equal(f, w)) for f in first]   # 48-frame clips: whole
+    assert sorted(rows) == list(range(9))                                  # each row once
+
+
+def test_embed_cli_embeds_every_row(twin, tmp_path):
+    from ssamba.cli import main
+    from ssamba.inference import embed
+    from ssamba.models import create_model
+
+    torch.manual_seed(0)
+    create_model("ssast_tiny", depth=2, embed_dim=32, num_heads=2, input_tdim=64).save_pretrained(tmp_path / "enc")
+    out = tmp_path / "emb.npy"
+    assert main(["embed", "--model", str(tmp_path / "enc"), "--out", str(out), f"hf-dataset:{twin / 'saved'}"]) == 0
+    names = (tmp_path / "emb.files.txt").read_text().splitlines()
+    assert len(names) == 12 and names[0].endswith("saved[train][0]") and names[-1].endswith("saved[test][2]")
+    manifest = read_csv_manifest(twin / "manifest.csv")
+    order = [i for split in ("train", "test") for i in manifest.items if i.split == split]
+    want = embed([load_audio(i.path) for i in order], tmp_path / "enc", sample_rate=16000)
+    assert np.array_equal(np.load(out), want)

@@ -15,7 +15,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("embed", help="embed audio files with a pretrained encoder",
                        description="One scene embedding per file (OUT.npy + OUT.files.txt), or with "
                                    "--timestamps an OUT.npz holding names, per-file embeddings and times.")
-    p.add_argument("inputs", nargs="+", metavar="FILES_OR_DIRS", help="audio files and/or directories (recursive)")
+    p.add_argument("inputs", nargs="+", metavar="FILES_OR_DIRS", help="audio files and/or directories (recursive), "
+                                                                     "or one hf-dataset:PATH_OR_ID (every row)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="ssamba checkpoint dir, official .pth, hf://OWNER/REPO[@REV][/FILE.pth] "
                                       "or official:NAME (see `ssamba models`)")
@@ -48,12 +49,21 @@ def run(args) -> int:
     expected = ".npz" if args.timestamps else ".npy"
     if out.suffix != expected:
         raise ConfigError(f"--out {out}: must end in {expected}" + (" with --timestamps" if args.timestamps else ""))
-    files = find_audio_files(args.inputs)
-    if not files:
-        raise ConfigError(f"no audio files found in {' '.join(args.inputs)}")
-    result = embed_files(files, args.onnx or args.model, timestamps=args.timestamps, batch_size=args.batch_size,
-                         device=args.device, dtype=getattr(torch, args.dtype), skip_errors=args.skip_errors,
-                         layers=args.layers, pooling=args.pooling, window="native" if args.native else "padded")
+    if len(args.inputs) == 1 and args.inputs[0].startswith("hf-dataset:"):   # every row of a datasets dataset
+        from ssamba.integrations.hf_streams import embed_hf_dataset
+
+        if args.onnx or args.native:
+            raise ConfigError(f"{args.inputs[0]}: a datasets source is embedded with --model (padded windows)")
+        result = embed_hf_dataset(args.inputs[0], args.model, timestamps=args.timestamps, batch_size=args.batch_size,
+                                  device=args.device, dtype=getattr(torch, args.dtype), skip_errors=args.skip_errors,
+                                  layers=args.layers, pooling=args.pooling)
+    else:
+        files = find_audio_files(args.inputs)
+        if not files:
+            raise ConfigError(f"no audio files found in {' '.join(args.inputs)}")
+        result = embed_files(files, args.onnx or args.model, timestamps=args.timestamps, batch_size=args.batch_size,
+                             device=args.device, dtype=getattr(torch, args.dtype), skip_errors=args.skip_errors,
+                             layers=args.layers, pooling=args.pooling, window="native" if args.native else "padded")
     out.parent.mkdir(parents=True, exist_ok=True)
     names = [str(f) for f in result.files]
     skipped_path = out.with_suffix(".skipped.txt")

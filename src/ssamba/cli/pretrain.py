@@ -9,7 +9,8 @@ def add_parser(sub) -> None:
                                    "key=value override the config, e.g. train.lr=5e-4 train.max_steps=100.")
     p.add_argument("--config", help="YAML recipe path or bundled recipe name, e.g. ssamba_tiny_cpu "
                                     "(optional with --resume: the run's saved config is used)")
-    p.add_argument("--data", help="audio folder, manifest (.txt/.csv/.json) or folder of WebDataset shards")
+    p.add_argument("--data", help="audio folder, manifest (.txt/.csv/.json), folder of WebDataset shards, or "
+                                  "hf-dataset:PATH_OR_ID[?audio=COL&train=SPLIT] (a datasets dataset, streamed)")
     p.add_argument("--out", required=True, help="run directory (metrics.csv, checkpoints/); one holding a run needs --resume")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
@@ -18,7 +19,10 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ssamba.cli.outputs import refuse_previous_run
+    from ssamba.integrations.hf_streams import register_pretraining_source
     from ssamba.pretrain import run_pretraining
+
+    register_pretraining_source()   # --data hf-dataset:... (also on --resume of such a run)
 
     if not args.resume:
         refuse_previous_run(args.out, ("checkpoints",), "continue it with --resume or choose another --out")

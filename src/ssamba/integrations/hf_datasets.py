@@ -222,9 +222,10 @@ def _first_line(exc: BaseException) -> str:
 
 
 def read_hf_dataset(source: str | HfSource, skip_errors: bool | None = None, name: str | None = None,
-                    feature_preset: str = "audioset") -> Manifest:
+                    feature_preset: str = "audioset", labels_required: bool = True) -> Manifest:
     """A ``Manifest`` of a ``datasets`` dataset (see the module docstring); ``skip_errors``
-    overrides the address's option. Items of every chosen split, in row order, split by split."""
+    overrides the address's option. Items of every chosen split, in row order, split by split.
+    ``labels_required=False`` (embeddings): without a label column the items have no labels."""
     from datasets import Audio
 
     source = parse_source(source) if isinstance(source, str) else source
@@ -233,7 +234,12 @@ def read_hf_dataset(source: str | HfSource, skip_errors: bool | None = None, nam
     chosen = choose_splits(source, available)
     first = available[next(iter(chosen.values()))]
     audio_column = find_audio_column(source, first.features)
-    label_column = find_label_column(source, first.features)
+    try:
+        label_column = find_label_column(source, first.features)
+    except DataError:
+        if labels_required or source.label:
+            raise
+        label_column = None
     tables = {}
     for split, split_name in chosen.items():
         table = available[split_name]
@@ -241,9 +247,13 @@ def read_hf_dataset(source: str | HfSource, skip_errors: bool | None = None, nam
             if column and column not in table.features:
                 raise DataError(f"{source}: split {split_name!r} has no column {column!r}")
         tables[split] = (split_name, table.cast_column(audio_column, Audio(decode=False)))
-    values = {split: table[label_column] for split, (_, table) in tables.items()}
-    names, multi, by_name = label_names(source, label_column, first.features[label_column],
-                                       [v for column in values.values() for v in column])
+    if label_column is None:
+        values = {split: [()] * len(table) for split, (_, table) in tables.items()}
+        names, multi, by_name = [], False, False
+    else:
+        values = {split: table[label_column] for split, (_, table) in tables.items()}
+        names, multi, by_name = label_names(source, label_column, first.features[label_column],
+                                           [v for column in values.values() for v in column])
     index = {n: i for i, n in enumerate(names)}
     items, skipped = [], []
     one_split = len(tables) == 1 and source.fold is not None
@@ -253,8 +263,8 @@ def read_hf_dataset(source: str | HfSource, skip_errors: bool | None = None, nam
             where = f"{source} [{split_name}] column {audio_column!r} row {row}"
             label = values[split][row]
             try:
-                labels = _label_indices(label, multi, by_name, index, f"{source} [{split_name}] column "
-                                        f"{label_column!r} row {row}")
+                labels = () if label_column is None else _label_indices(
+                    label, multi, by_name, index, f"{source} [{split_name}] column {label_column!r} row {row}")
                 check_audio(audio, where)
                 fold = None if folds is None else int(folds[row])
             except (DataError, TypeError, ValueError) as exc:

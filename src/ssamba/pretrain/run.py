@@ -18,7 +18,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -31,6 +31,9 @@ from ssamba.train.trainer import Trainer
 log = logging.getLogger(__name__)
 
 SECTIONS = ("model", "pretrain", "data", "train")
+#: data sources named by an address prefix -> builder(address, DataConfig, seed) of the training data;
+#: adapters above the core add theirs (``ssamba.integrations.hf_streams``: "hf-dataset:")
+SOURCE_BUILDERS: dict[str, Callable[[str, Any, int], Any]] = {}
 
 
 @dataclass
@@ -104,6 +107,9 @@ def build_dataset(data: str | Path, config: DataConfig, seed: int):
     from ssamba.data.audio_folder import AudioCropDataset
     from ssamba.data.shards import ShardStream
 
+    builder = source_builder(data)
+    if builder is not None:
+        return builder(str(data), config, seed)
     path = Path(data)
     fmt = config.format
     if fmt == "auto":
@@ -114,6 +120,11 @@ def build_dataset(data: str | Path, config: DataConfig, seed: int):
     if fmt == "folder":
         return AudioCropDataset(path, crop_frames=config.crop_frames, features=config.features)
     raise ConfigError(f"data.format={fmt!r}: must be auto, folder or shards")
+
+
+def source_builder(data: str | Path):
+    """The registered builder for an address ``data`` (see ``SOURCE_BUILDERS``), else None."""
+    return next((build for prefix, build in SOURCE_BUILDERS.items() if str(data).startswith(prefix)), None)
 
 
 def build_datasets(data: str | Path, config: DataConfig, seed: int):
@@ -171,7 +182,7 @@ def run_pretraining(config: dict | str | Path | None, data: str | Path | None, o
     data = data if data is not None else run["data"]["source"]
     if data is None:
         raise ConfigError("data: no audio folder, manifest or shard folder given")
-    run["data"]["source"] = str(Path(data).resolve())
+    run["data"]["source"] = str(data) if source_builder(data) else str(Path(data).resolve())
     if run["data"]["valid"]:
         run["data"]["valid"] = str(Path(run["data"]["valid"]).resolve())
     if saved is not None:
