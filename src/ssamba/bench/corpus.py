@@ -110,7 +110,8 @@ def format_row(row: dict) -> str:
 def markdown_table(result: dict) -> str:
     """The rows as a Markdown table, with what they were measured on."""
     lines = ["| " + " | ".join(FIELDS) + " |", "|" + "---|" * len(FIELDS)]
-    lines += ["| " + " | ".join(str(row[k]) for k in FIELDS) + " |" for row in result["results"]]
+    lines += ["| " + " | ".join(f"{row[k]:.3f}" if k == "seconds" else str(row[k]) for k in FIELDS) + " |"
+              for row in result["results"]]
     m = result["machine"]
     lines.append(f"\n{m['cpu']}, {m['threads']} threads, torch {m['torch']}; batch {result['config']['batch_size']}; "
                  f"encoder + pooling time (fbank computed once beforehand: {result['fbank_s']} s).")
