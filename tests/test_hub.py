@@ -232,3 +232,46 @@ def test_a_download_cut_short_leaves_nothing_and_a_full_one_loads(online, hub_ca
     pointer = hub_cache / "models--me--r" / "snapshots" / commit / "f.pth"
     assert pointer.is_symlink() and pointer.read_bytes() == data
     assert not [f for f in cache_files(hub_cache) if f.endswith(".incomplete")]
+
+
+# ----------------------------------------------------------------------------- the environment, `ssamba models`
+
+def test_cli_honours_hf_hub_cache_and_offline_from_the_environment(tmp_path):
+    """A fresh process: huggingface_hub reads HF_HUB_CACHE / HF_HUB_OFFLINE itself (no patching)."""
+    import os
+    import subprocess
+    import sys
+
+    cache = tmp_path / "cache"
+    write_hub_cache(cache, hub.OFFICIAL_REPO, {OFFICIAL_FILE: FIX / "ssamba_official.pth"})
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "home")}
+    run = subprocess.run([sys.executable, "-m", "ssamba", "convert", "official:ssamba_tiny_400", str(tmp_path / "out")],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert folder_files(tmp_path / "out")["model.safetensors"] == \
+        folder_files(ssamba.models.convert_official(FIX / "ssamba_official.pth", tmp_path / "direct"))["model.safetensors"]
+
+
+def test_models_lists_short_names_cache_and_repo(hub_cache, monkeypatch, capsys):
+    import huggingface_hub
+
+    write_hub_cache(hub_cache, hub.OFFICIAL_REPO, {OFFICIAL_FILE: b"x"})
+    assert cli_main(["models"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    rows = [line.split() for line in out if line.startswith("  official:")]
+    assert [r[0] for r in rows] == [f"official:{n}" for n in hub.OFFICIAL_CHECKPOINTS]
+    assert [r[2] for r in rows].count("cached") == 1 and rows[2][2] == "cached"
+    assert out[-1] == f"Hub repo not listed: hf://{hub.OFFICIAL_REPO}: offline mode is on (HF_HUB_OFFLINE=1)"
+
+    class Listing:
+        def __init__(self, token=None):
+            pass
+
+        def list_repo_files(self, repo_id):
+            return ["README.md", "ssamba_tiny_400.pth", "ssamba_tiny_250.pth", "ssamba_huge_400.pth"]
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", Listing)
+    assert cli_main(["models"]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith(f"hf://{hub.OFFICIAL_REPO} holds 4 files; not there: ssamba_base_250.pth")
+    assert "other checkpoints: ssamba_huge_400.pth" in last
