@@ -175,3 +175,28 @@ def test_pooler_output_equals_inference_embed(tmp_path):
     want = torch.from_numpy(embed([wave], directory, sample_rate=16000))
     n = 128 * FRAMES                                                      # the longest sums: fbank bins x frames
     assert_close_to_scale(pooled, want, sum_ulps(n, TINY["ssamba"]["depth"]), "pooler_output vs embed")
+
+
+def test_hub_repo_loads_through_the_cache_offline(hub_cache, tmp_path):
+    """A ssamba checkpoint repo on the Hub (here: in the Hub cache, offline) loads by repo id with
+    transformers and by ``hf://`` address with ssamba, to the same tokens; a fine-tuned run's repo
+    loads as a classifier with its labels."""
+    from hub_helpers import folder_files, write_hub_cache
+    from transformers import AutoModel, AutoModelForAudioClassification
+
+    write_hub_cache(hub_cache, "acme/ssamba-tiny", folder_files(encoder_dir(tmp_path, "ssamba")))
+    hub = dict(cache_dir=str(hub_cache), local_files_only=True)
+    model = AutoModel.from_pretrained("acme/ssamba-tiny", **hub)
+    x = fbank(1)
+    with torch.no_grad():
+        assert torch.equal(model(x).last_hidden_state, ssamba.load("hf://acme/ssamba-tiny").forward_features(x))
+    assert SsambaFeatureExtractor.from_pretrained("acme/ssamba-tiny", **hub).max_length == FRAMES
+    task = FinetuneTask(ssamba.create_model("ssast_tiny", **TINY["ssast"]), 2, "bce").eval()
+    save_finetuned(task, tmp_path / "run", DatasetSpec("tags", ["speech", "music"], multi_label=True),
+                   FinetuneConfig(loss="bce"))
+    write_hub_cache(hub_cache, "acme/tagger", folder_files(tmp_path / "run"))
+    tagger = AutoModelForAudioClassification.from_pretrained("acme/tagger", **hub)
+    assert tagger.config.id2label == {0: "speech", 1: "music"}
+    assert tagger.config.problem_type == "multi_label_classification"
+    with torch.no_grad():
+        assert torch.equal(tagger(x).logits, task.logits(x))
