@@ -81,6 +81,11 @@ def test_same_finetuning_metrics_as_folder_and_csv(twin, tmp_path):
     assert from_hf["confusion_matrix"] == from_csv["confusion_matrix"]
     trained = [load_file(str(tmp_path / run / "model" / "model.safetensors")) for run in ("csv", "hf")]
     assert all(torch.equal(trained[0][k], trained[1][k]) for k in trained[0])   # the same training, step by step
+    from ssamba.cli import main
+
+    assert main(["evaluate", "--model", str(tmp_path / "hf"), "--data", source]) == 0   # the CLI's hook
+    evaluated = json.loads((tmp_path / "hf" / "evaluation" / "results.json").read_text())["runs"]["all"]
+    assert evaluated == {k: v for k, v in from_hf["runs"]["all"].items() if k != "train_loss_last"}
 
 
 def test_rows_decode_like_files_stereo_and_resampled(tmp_path):

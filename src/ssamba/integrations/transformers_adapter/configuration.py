@@ -45,6 +45,10 @@ class SsambaConfig(PretrainedConfig):
             raise ConfigError(f"config: layers={self.layers!r} must be 'last' or 'weighted_sum'")
         super().__post_init__(**kwargs)
 
+    def to_diff_dict(self) -> dict:
+        """As transformers writes ``config.json``, keeping ssamba's format keys even at their defaults."""
+        return {**super().to_diff_dict(), "format": self.format, "format_version": self.format_version}
+
     @property
     def encoder_config(self) -> EncoderConfig:
         """The ssamba ``EncoderConfig`` this config describes."""
