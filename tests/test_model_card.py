@@ -51,3 +51,15 @@ def test_card_for_a_finetuned_model_and_run_record(tmp_path):
     assert card.data.pipeline_tag == "audio-classification"
     assert "| fold2 | accuracy | 0.85 |" in text and "| mean | accuracy | 0.8 |" in text
     assert 'ssamba.load("hf://me/esc")' in text and "initialised from: official:ssamba_tiny_400" in text
+
+
+def test_run_record_of_a_demo_encoder_and_of_broken_files(tmp_path):
+    """The demo's encoder sits in its pretraining run (metrics.csv) under a results.json of another
+    shape; a corrupt results.json leaves only its part out."""
+    encoder = tmp_path / "demo_out" / "ssamba" / "encoder"
+    encoder.mkdir(parents=True)
+    (tmp_path / "demo_out" / "ssamba" / "metrics.csv").write_text("step,epoch,loss,acc\n12,0,3.5,0.25\n")
+    (tmp_path / "demo_out" / "results.json").write_text(json.dumps({"results": [{"task": "word", "accuracy": 0.2}]}))
+    assert run_record(encoder) == {"steps": 12, "losses": {"loss": 3.5, "acc": 0.25}}
+    (tmp_path / "demo_out" / "results.json").write_text("{not json")
+    assert run_record(encoder) == {"steps": 12, "losses": {"loss": 3.5, "acc": 0.25}}

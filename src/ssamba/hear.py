@@ -1,6 +1,6 @@
 """HEAR 2021 API (https://hearbenchmark.com/hear-api.html) for SSAMBA / SSAST encoders.
 
-    model = load_model("path/to/checkpoint_dir_or_official.pth")
+    model = load_model("path/to/checkpoint_dir_or_official.pth")   # or "official:ssamba_tiny_400", "hf://OWNER/REPO"
     scene = get_scene_embeddings(audio, model)             # (n, D)
     emb, ts = get_timestamp_embeddings(audio, model)       # (n, T, D), (n, T) ms
 
@@ -40,7 +40,8 @@ class HearModel(torch.nn.Module):
 
 def load_model(model_file_path: str = "", device: str | None = None,
                layers: int | Sequence[int] | str | None = None, pooling: str = "mean") -> HearModel:
-    """Load a ssamba checkpoint dir or an official ``.pth``; "" gives a random-init SSAMBA-tiny.
+    """Load a ssamba checkpoint dir, an official ``.pth`` or a Hub address (``ssamba.load``); "" gives a
+    random-init SSAMBA-tiny.
     ``layers``: which layer's tokens to pool (see ``ssamba.inference.Embedder``; default the last);
     ``pooling`` of the scene embedding: "mean" (official), "mean_std" or "bands"."""
     if model_file_path:

@@ -84,7 +84,7 @@ def _run_section(run: dict[str, Any]) -> list[str]:
     if run.get("init"):
         lines.append(f"- initialised from: {run['init']}")
     if run.get("steps") is not None:
-        lines.append(f"- steps: {run['steps']}" + (f" ({run['epochs']} epochs)" if run.get("epochs") else ""))
+        lines.append(f"- optimizer steps: {run['steps']}")
     for key in ("pretrain", "finetune"):
         if run.get(key):
             lines.append(f"- {key}: {_cell(run[key])}")
@@ -123,6 +123,15 @@ def _parse(text: str) -> Any:
     return int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else number
 
 
+def _json(path: Path) -> dict[str, Any]:
+    """A run file's mapping; an unreadable one only leaves its part out of the card."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def _run_folder(checkpoint_dir: Path) -> tuple[Path | None, Path | None]:
     """(training folder with metrics.csv, folder with results.json) among the checkpoint's ancestors:
     a Trainer checkpoint is RUN/checkpoints/step-N, a fine-tuned model RUN/model or RUN/foldK/model."""
@@ -147,21 +156,20 @@ def run_record(checkpoint_dir: str | os.PathLike) -> dict[str, Any] | None:
     if train_dir is not None and not config_path.is_file():
         config_path = train_dir / "checkpoints" / "last" / "config.json"
     if config_path.is_file():
-        saved = json.loads(config_path.read_text())
+        saved = _json(config_path)
         data = saved.get("data")
         record["data"] = data.get("source") if isinstance(data, dict) else saved.get("dataset", data)
         record.update({k: saved[k] for k in ("pretrain", "finetune", "init") if saved.get(k)})
     if train_dir is not None:
         last = _last_row(train_dir / "metrics.csv") or {}
         record["steps"] = last.get("step")
-        record["epochs"] = last.get("epoch")
         record["losses"] = {k: last[k] for k in LOSS_COLUMNS if k in last}
         evaluation = _last_row(train_dir / "eval.csv")
         if evaluation:
             record["eval"] = {k: v for k, v in evaluation.items() if k != "epoch"}
-    if results_dir is not None:
-        results = json.loads((results_dir / "results.json").read_text())
-        runs = dict(results.get("runs", {}))
+    results = _json(results_dir / "results.json") if results_dir is not None else {}
+    if isinstance(results.get("runs"), dict):   # a fine-tuning/probe run's results
+        runs = dict(results["runs"])
         if results.get("aggregate"):
             runs["mean"] = {k: v.get("mean") if isinstance(v, dict) else v for k, v in results["aggregate"].items()}
         record["results"] = {"dataset": results.get("dataset"), "runs": runs}
