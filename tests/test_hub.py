@@ -130,9 +130,9 @@ def test_offline_errors_are_one_line_naming_the_address(hub_cache, tmp_path, cap
     write_hub_cache(hub_cache, "me/notes", {"README.md": b"# not a model\n", "junk.pth": b"hello"})
     before = cache_files(hub_cache)
     cases = {
-        "hf://me/absent": "hf://me/absent: the file is not in the Hugging Face cache",
+        "hf://me/absent": "hf://me/absent: me/absent is not in the Hugging Face cache",
         "hf://me/absent/x.pth": "hf://me/absent/x.pth: x.pth in me/absent is not in the Hugging Face cache",
-        "hf://me/notes@v9": "hf://me/notes@v9: the file at revision 'v9' is not in the Hugging Face cache",
+        "hf://me/notes@v9": "hf://me/notes@v9: me/notes at revision 'v9' is not in the Hugging Face cache",
         "official:ssamba_base_400": "official:ssamba_base_400: ssamba_base_400.pth in attentionisallyouneed369/ssamba",
         "hf://me/notes": "hf://me/notes: not a ssamba checkpoint repository (no config.json or model.safetensors",
         "hf://me/notes/junk.pth": "hf://me/notes/junk.pth: not a loadable PyTorch checkpoint",
@@ -275,3 +275,24 @@ def test_models_lists_short_names_cache_and_repo(hub_cache, monkeypatch, capsys)
     last = capsys.readouterr().out.splitlines()[-1]
     assert last.startswith(f"hf://{hub.OFFICIAL_REPO} holds 4 files; not there: ssamba_base_250.pth")
     assert "other checkpoints: ssamba_huge_400.pth" in last
+
+
+def test_checkpoint_repo_errors_online_are_one_line(online, hub_cache, monkeypatch, tmp_path, capsys):
+    """hf://OWNER/REPO goes through snapshot_download, whose first request is the repo's info."""
+    from huggingface_hub import HfApi, errors
+
+    def fail(self, *args, **kwargs):
+        raise online.answer
+
+    monkeypatch.setattr(HfApi, "repo_info", fail)
+    url = "https://huggingface.co/api/models/me/private"
+    for error, expected in ((_http_error(errors.GatedRepoError, 403, url), "gated repository"),
+                            (_http_error(errors.RepositoryNotFoundError, 401, url), "no such repository on the Hub"),
+                            (_http_error(errors.RevisionNotFoundError, 404, url), "no revision 'v2'"),
+                            (httpx2.ConnectError("no route to host"), "me/private at revision 'v2' is not in the "
+                                                                      "Hugging Face cache")):
+        online.answer = error
+        line = run_expecting_error(capsys, ["convert", "hf://me/private@v2", str(tmp_path / "out")])
+        assert f"hf://me/private@v2: {expected}" in line, line
+        assert isinstance(error, errors.HfHubHTTPError) or "and the Hub could not be reached" in line
+    assert not [f for f in cache_files(hub_cache) if "blobs" in f or "snapshots" in f]

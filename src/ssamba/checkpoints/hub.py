@@ -136,7 +136,7 @@ def describe_hub_error(exc: BaseException, address: HubAddress | None = None) ->
     """One line saying what went wrong with a Hub request, from huggingface_hub's exception type."""
     from huggingface_hub import errors
 
-    what = f"{address.path} in {address.repo_id}" if address and address.path else "the file"
+    what = (f"{address.path} in {address.repo_id}" if address.path else address.repo_id) if address else "the file"
     at = f" at revision {address.revision!r}" if address and address.revision else ""
     if isinstance(exc, errors.GatedRepoError):
         return "gated repository: accept its conditions on huggingface.co, then log in (`hf auth login` or HF_TOKEN)"
