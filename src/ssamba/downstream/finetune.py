@@ -26,6 +26,7 @@ from ssamba.checkpoints.format import atomic_write, atomic_write_text
 from ssamba.data.classification import AudioClassificationDataset
 from ssamba.data.datasets import read_dataset
 from ssamba.data.manifests import DatasetSpec, Manifest
+from ssamba.data.padding import NaturalLength, pad_collate
 from ssamba.downstream.chunks import UtteranceChunks, predict_chunked
 from ssamba.downstream.head_init import HEAD_INITS, init_head_from_probe
 from ssamba.downstream.layer_sum import LAYER_CHOICES, WeightedLayerSum, layer_embeddings
@@ -68,6 +69,10 @@ class FinetuneConfig:
       length (`ssamba.downstream.chunks`); training still reads one crop per clip.
     select: which weights score the test set ("last", "best" validation epoch by `select_metric`,
       or "average" of epochs wa_start..wa_end); see `ssamba.downstream.selection`.
+    dynamic_padding: clips keep their own length (up to the feature preset's window) and each
+      batch is padded to its longest clip, the encoder running with per-clip lengths
+      (`ssamba.data.padding`); default False: every clip padded to the window, as the official
+      recipes (and the checkpoints fine-tuned with them) do.
     """
 
     dataset: str = "folder"
@@ -90,6 +95,7 @@ class FinetuneConfig:
     select_metric: str = "accuracy"
     wa_start: int = 12
     wa_end: int = 40
+    dynamic_padding: bool = False
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -159,22 +165,29 @@ class FinetuneTask(nn.Module):
             self.encoder.eval()
         return self
 
-    def embed(self, features: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        """What the head reads: the pooled clip embedding, or one per layer for the weighted sum."""
+    def embed(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor | list[torch.Tensor]:
+        """What the head reads: the pooled clip embedding, or one per layer for the weighted sum
+        (``lengths``: the clips' frames in a dynamically padded batch)."""
+        if lengths is None:
+            if self.layers == "weighted_sum":
+                return layer_embeddings(self.encoder, features, self.pooling)
+            return pool_tokens(self.encoder, self.encoder.forward_features(features), self.pooling)
         if self.layers == "weighted_sum":
-            return layer_embeddings(self.encoder, features, self.pooling)
-        return pool_tokens(self.encoder, self.encoder.forward_features(features), self.pooling)
+            return [pool_tokens(self.encoder, tokens, self.pooling, lengths)
+                    for tokens in self.encoder.forward_layers(features, lengths=lengths)]
+        return pool_tokens(self.encoder, self.encoder.forward_features(features, lengths=lengths), self.pooling, lengths)
 
-    def logits(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(self.embed(features))
+    def logits(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.embed(features, lengths))
 
     def scores(self, logits: torch.Tensor) -> torch.Tensor:
         """Probabilities: softmax for "ce", per-class sigmoid for "bce"."""
         return torch.softmax(logits, dim=-1) if self.loss_name == "ce" else torch.sigmoid(logits)
 
     def forward(self, batch) -> dict[str, torch.Tensor]:
-        features, targets = batch
-        logits = self.logits(features)
+        """``batch``: (features, targets), or (features, targets, lengths) from ``pad_collate``."""
+        features, targets, *lengths = batch
+        logits = self.logits(features, lengths[0] if lengths else None)
         if self.loss_name == "ce":
             loss = nn.functional.cross_entropy(logits, targets)  # soft (mixup) targets allowed
         else:
@@ -209,15 +222,24 @@ def make_extractor(preset: str):
     return FeatureExtractor(FeatureConfig.preset(preset))
 
 
+def make_datasets(items_extractor, spec: DatasetSpec, noise_paths, seed: int, dynamic: bool, min_frames: int):
+    """A factory ``(items, augment) -> AudioClassificationDataset``: clips padded to the preset's
+    window, or with ``dynamic`` at their own length (``data.padding.NaturalLength``)."""
+    extractor = NaturalLength(items_extractor, min_frames) if dynamic else items_extractor
+    return lambda items, aug: AudioClassificationDataset(
+        items, spec.num_classes, extractor, augment=aug, noise_paths=noise_paths, seed=seed)
+
+
 @torch.no_grad()
-def predict(task: FinetuneTask, dataset: Dataset, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
-    """(scores (N, C), targets (N, C)) of a task over a dataset, in dataset order, in eval mode."""
+def predict(task: FinetuneTask, dataset: Dataset, batch_size: int = 16, collate_fn=None) -> tuple[np.ndarray, np.ndarray]:
+    """(scores (N, C), targets (N, C)) of a task over a dataset, in dataset order, in eval mode
+    (``collate_fn=pad_collate`` for clips of their own lengths)."""
     was_training = task.training
     task.eval()
     device = next(task.parameters()).device
     scores, targets = [], []
-    for features, target in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        scores.append(task.scores(task.logits(features.to(device))).float().cpu())
+    for features, target, *lengths in DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn):
+        scores.append(task.scores(task.logits(features.to(device), lengths[0] if lengths else None)).float().cpu())
         targets.append(target)
     task.train(was_training)
     return torch.cat(scores).numpy(), torch.cat(targets).numpy()
@@ -231,7 +253,7 @@ def save_finetuned(task: FinetuneTask, directory: Path, spec: DatasetSpec, confi
     atomic_write(directory / "head.safetensors", lambda tmp: save_file(head, tmp))
     meta = {"dataset": spec.name, "class_names": spec.class_names, "multi_label": spec.multi_label,
             "feature_preset": config.features or spec.feature_preset, "loss": config.loss, "layers": config.layers,
-            "pooling": config.pooling, "eval_chunks": config.eval_chunks}
+            "pooling": config.pooling, "eval_chunks": config.eval_chunks, "dynamic_padding": config.dynamic_padding}
     atomic_write_text(directory / "task.json", json.dumps(meta, indent=2))
     return directory
 
@@ -269,8 +291,12 @@ def load_finetune_config(path: str | Path, overrides: list[str] | None = None) -
 # ----------------------------------------------------------------------------- runs
 
 
-def score_run(task: FinetuneTask, test: Dataset, spec: DatasetSpec, batch_size: int) -> tuple[dict, np.ndarray, np.ndarray]:
-    scores, targets = (predict_chunked if isinstance(test, UtteranceChunks) else predict)(task, test, batch_size)
+def score_run(task: FinetuneTask, test: Dataset, spec: DatasetSpec, batch_size: int,
+              collate_fn=None) -> tuple[dict, np.ndarray, np.ndarray]:
+    if isinstance(test, UtteranceChunks):
+        scores, targets = predict_chunked(task, test, batch_size)
+    else:
+        scores, targets = predict(task, test, batch_size, collate_fn)
     return classification_metrics(scores, targets, multi_label=spec.multi_label), scores, targets
 
 
@@ -302,27 +328,29 @@ def finetune(
         encoder = build_encoder(config, extractor.config.target_length or 1024, init)
         task = FinetuneTask(encoder, spec.num_classes, config.loss, config.head_lr_mult, config.freeze_encoder,
                             config.layers, config.pooling)
-        make = lambda items, aug: AudioClassificationDataset(  # noqa: E731
-            items, spec.num_classes, extractor, augment=aug, noise_paths=manifest.noise_paths, seed=train_config.seed)
-        if config.head_init == "probe":
-            init_head_from_probe(task, make(train_items, None), config.eval_batch_size)
+        fixed = make_datasets(extractor, spec, manifest.noise_paths, train_config.seed, False, 0)
+        make = make_datasets(extractor, spec, manifest.noise_paths, train_config.seed, config.dynamic_padding,
+                             encoder.config.tshape)
+        collate = pad_collate if config.dynamic_padding else None
+        if config.head_init == "probe":   # fitted on padded windows (the probe's loader has fixed shapes)
+            init_head_from_probe(task, fixed(train_items, None), config.eval_batch_size)
         valid = make(valid_items, None) if valid_items else None
         scored = (lambda items: UtteranceChunks(items, spec.num_classes, extractor.config)) if config.eval_chunks \
             else (lambda items: make(items, None))
         score = None
         if valid is not None and config.select == "best":
             def score(task=task, valid=scored(valid_items)):
-                return score_run(task, valid, spec, config.eval_batch_size)[0]
+                return score_run(task, valid, spec, config.eval_batch_size, collate)[0]
         selector = EpochSelector(task, config.select, score, config.select_metric, config.wa_start, config.wa_end,
                                  log_dir=run_dir)
         trainer = Trainer(
             task, make(train_items, augmenter), train_config, run_dir, eval_data=valid,
             run_config={"finetune": to_dict(config), "dataset": spec.name, "init": str(init) if init else None},
-            on_epoch_end=selector,
+            on_epoch_end=selector, collate_fn=collate,
         )
         summary = trainer.fit()
         selected[name] = selector.apply()
-        metrics, scores, targets = score_run(task, scored(test_items), spec, config.eval_batch_size)
+        metrics, scores, targets = score_run(task, scored(test_items), spec, config.eval_batch_size, collate)
         metrics["train_loss_last"] = float(summary["metrics"].get("loss", float("nan")))
         results.add(name, metrics, scores, targets)
         save_finetuned(task, run_dir / "model", spec, config)
@@ -361,9 +389,10 @@ def evaluate(run_dir: str | Path, data: str | Path, out_dir: str | Path | None =
         if name not in runs:
             raise ConfigError(f"{model_dir}: run {name!r} has no matching split/fold in {data}")
         task, _ = load_finetuned(model_dir)
+        dynamic = bool(run_config.get("dynamic_padding"))
         test = UtteranceChunks(runs[name], spec.num_classes, extractor.config) if run_config.get("eval_chunks") \
-            else AudioClassificationDataset(runs[name], spec.num_classes, extractor)
-        results.add(name, *score_run(task, test, spec, batch_size))
+            else make_datasets(extractor, spec, (), 0, dynamic, task.encoder.config.tshape)(runs[name], None)
+        results.add(name, *score_run(task, test, spec, batch_size, pad_collate if dynamic else None))
     out = Path(out_dir) if out_dir else run_dir / "evaluation"
     out.mkdir(parents=True, exist_ok=True)
     return results.write(out, {"model": str(run_dir)})

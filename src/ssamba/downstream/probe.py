@@ -30,12 +30,15 @@ log = logging.getLogger(__name__)
 class ProbeConfig:
     """Logistic-regression settings. Objective: mean loss + weight_decay / 2 * ||W||^2 (bias not
     penalised) on standardised embeddings; `max_iter` L-BFGS iterations. `weight_decay=None`
-    uses 1 / N (N training clips), the same penalty as scikit-learn's default C = 1."""
+    uses 1 / N (N training clips), the same penalty as scikit-learn's default C = 1.
+    `dynamic_padding`: embed each clip at its own length (up to the preset's window), batches
+    padded to their longest clip with per-clip lengths, instead of padding every clip to the window."""
 
     weight_decay: float | None = None
     max_iter: int = 500
     standardize: bool = True
     batch_size: int = 16
+    dynamic_padding: bool = False
 
 
 @torch.no_grad()
@@ -45,15 +48,18 @@ def extract_embeddings(
     batch_size: int = 16,
     device: str | torch.device = "cpu",
     num_workers: int = 0,
+    collate_fn: Callable | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run the frozen encoder over a dataset of (features, target) pairs ->
-    (embeddings (N, D) float32, targets (N, C) float32), in dataset order."""
+    (embeddings (N, D) float32, targets (N, C) float32), in dataset order. With
+    ``collate_fn=data.padding.pad_collate`` the encoder is called as ``encoder(features, lengths=)``."""
     if isinstance(encoder, nn.Module):
         encoder.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate_fn)
     embeddings, targets = [], []
-    for features, target in loader:
-        embeddings.append(encoder(features.to(device)).float().cpu())
+    for features, target, *lengths in loader:
+        pooled = encoder(features.to(device), lengths=lengths[0]) if lengths else encoder(features.to(device))
+        embeddings.append(pooled.float().cpu())
         targets.append(target.float())
     return torch.cat(embeddings).numpy(), torch.cat(targets).numpy()
 
@@ -205,11 +211,18 @@ def probe(
 
     model_path = resolve(model) if is_address(model) else Path(model)   # a Hub file's cache path names its commit
     stamp = (str(model_path.resolve()), model_path.stat().st_mtime_ns) if model_path.exists() else str(model)
-    key = fingerprint(stamp, preset, [str(item.path) for item in manifest.items])
+    key = fingerprint(stamp, preset, [str(item.path) for item in manifest.items],
+                      *(["dynamic_padding"] if config.dynamic_padding else []))
 
     def compute() -> tuple[np.ndarray, np.ndarray]:
-        ds = AudioClassificationDataset(manifest.items, spec.num_classes, FeatureExtractor(FeatureConfig.preset(preset)))
-        return extract_embeddings(lambda x: encoder(x), ds, batch_size=config.batch_size, device=device)
+        from ssamba.data.padding import NaturalLength, pad_collate
+
+        extractor = FeatureExtractor(FeatureConfig.preset(preset))
+        if config.dynamic_padding:
+            extractor = NaturalLength(extractor, encoder.config.tshape)
+        ds = AudioClassificationDataset(manifest.items, spec.num_classes, extractor)
+        return extract_embeddings(lambda x, **lengths: encoder(x, **lengths), ds, batch_size=config.batch_size,
+                                  device=device, collate_fn=pad_collate if config.dynamic_padding else None)
 
     embeddings, targets = cached_embeddings(Path(cache) if cache else out_dir / "embeddings.npz", key, compute)
     row = {item: i for i, item in enumerate(manifest.items)}
