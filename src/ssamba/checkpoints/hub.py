@@ -108,7 +108,7 @@ def resolve(source: str, local_files_only: bool = False, token: str | bool | Non
     except CheckpointError:
         raise
     except Exception as exc:  # huggingface_hub / httpx errors of every kind: one line naming the address
-        raise CheckpointError(f"{address}: {describe_hub_error(exc, address)}") from None
+        raise CheckpointError(f"{address}: {describe_hub_error(exc, address, local_files_only)}") from None
 
 
 def _file(address: HubAddress, local_files_only: bool, token) -> Path:
@@ -132,9 +132,9 @@ def _folder(address: HubAddress, local_files_only: bool, token) -> Path:
     return folder
 
 
-def describe_hub_error(exc: BaseException, address: HubAddress | None = None) -> str:
+def describe_hub_error(exc: BaseException, address: HubAddress | None = None, local_files_only: bool = False) -> str:
     """One line saying what went wrong with a Hub request, from huggingface_hub's exception type."""
-    from huggingface_hub import errors
+    from huggingface_hub import constants, errors
 
     what = (f"{address.path} in {address.repo_id}" if address.path else address.repo_id) if address else "the file"
     at = f" at revision {address.revision!r}" if address and address.revision else ""
@@ -144,12 +144,12 @@ def describe_hub_error(exc: BaseException, address: HubAddress | None = None) ->
         return ("no such repository on the Hub, or it is private and no valid token was given "
                 "(`hf auth login` or HF_TOKEN)")
     if isinstance(exc, errors.RevisionNotFoundError):
-        return f"no revision {address.revision if address else ''!r} in the repository".replace(" ''", "")
+        return f"no revision {address.revision!r} in the repository" if address else "no such revision"
     if isinstance(exc, errors.LocalEntryNotFoundError):
-        offline = _offline()
-        why = "offline mode is on (HF_HUB_OFFLINE=1 or local_files_only)" if offline \
-            else "the Hub could not be reached"
-        return f"{what}{at} is not in the Hugging Face cache ({_cache_dir()}) and {why}; connect once to download it"
+        why = "offline mode is on (HF_HUB_OFFLINE=1 or local_files_only)" \
+            if constants.HF_HUB_OFFLINE or local_files_only else "the Hub could not be reached"
+        return (f"{what}{at} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and {why}; "
+                "connect once to download it")
     if isinstance(exc, errors.EntryNotFoundError):
         return f"no file {address.path if address else ''} in the repository{at}"
     if isinstance(exc, errors.HFValidationError):
@@ -171,19 +171,7 @@ def _first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def _offline() -> bool:
-    from huggingface_hub import constants
-
-    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
-
-
-def _cache_dir() -> str:
-    from huggingface_hub import constants
-
-    return str(constants.HF_HUB_CACHE)
-
-
-def cached_official(local_files_only: bool = True) -> dict[str, Path | None]:
+def cached_official() -> dict[str, Path | None]:
     """Official short name -> its file in the local Hub cache (None when not downloaded)."""
     from huggingface_hub import try_to_load_from_cache
 
