@@ -122,7 +122,7 @@ def test_push_a_finetuning_run_keeps_the_head_and_renders_results(fake_hub, tmp_
     torch.nn.init.normal_(task.head.linear.weight)
     save_finetuned(task, tmp_path / "ft" / "model", spec, FinetuneConfig())
     results = {"dataset": "toy", "num_classes": 3, "runs": {"all": {"accuracy": 0.8125, "loss": 0.5}},
-               "init": "hf://me/pretrained"}
+               "init": "official:ssamba_tiny_400"}
     (tmp_path / "ft" / "results.json").write_text(json.dumps(results))
     ssamba.push_to_hub(tmp_path / "ft", "me/finetuned")
     snapshot = next((fake_hub.cache / "models--me--finetuned" / "snapshots").iterdir())
@@ -134,7 +134,7 @@ def test_push_a_finetuning_run_keeps_the_head_and_renders_results(fake_hub, tmp_
     with torch.no_grad():
         assert torch.equal(loaded.logits(x), task.logits(x))
     card = (snapshot / "README.md").read_text()
-    assert "pipeline_tag: audio-classification" in card and "base_model: me/pretrained" in card
+    assert "pipeline_tag: audio-classification" in card and "base_model: attentionisallyouneed369/ssamba" in card
     assert "| all | accuracy | 0.8125 |" in card and "fine-tuned on toy" in card
 
 

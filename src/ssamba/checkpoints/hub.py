@@ -192,13 +192,18 @@ def list_repo_files(repo_id: str, token: str | bool | None = None) -> list[str]:
         raise CheckpointError(f"hf://{repo_id}: {describe_hub_error(exc)}") from None
 
 
+def check_repo_id(repo_id: str) -> None:
+    """A push target must be OWNER/REPO (one-line CheckpointError otherwise)."""
+    if not isinstance(repo_id, str) or repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise CheckpointError(f"{repo_id}: not a Hub repository id (expected OWNER/REPO)")
+
+
 def upload_folder(folder: str | os.PathLike, repo_id: str, private: bool | None = None,
                   token: str | bool | None = None, commit_message: str = "Upload ssamba checkpoint") -> str:
     """Create ``repo_id`` if needed and upload ``folder``'s files as one commit; returns the commit URL."""
     from huggingface_hub import HfApi
 
-    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
-        raise CheckpointError(f"{repo_id}: not a Hub repository id (expected OWNER/REPO)")
+    check_repo_id(repo_id)
     api = HfApi(token=token)
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)

@@ -13,6 +13,7 @@ Hugging Face cache once, in ``local_source``, and errors name the address, not t
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -166,8 +167,6 @@ def stage_for_hub(source, folder: str | os.PathLike, repo_id: str | None = None)
     """Write into ``folder`` what a Hub repo of ``source`` holds: config.json, model.safetensors
     (+ extra_state, + a fine-tuned head and task.json) and README.md, the model card with the run's
     record. ``source``: an AudioEncoder, a checkpoint folder, a run folder, an official .pth or an address."""
-    import json
-
     if isinstance(source, AudioEncoder):
         return write_encoder_files(folder, source.config.to_dict(), source.state_dict(),
                                    card=model_card(source.config.to_dict(), repo_id=repo_id))
@@ -180,10 +179,8 @@ def stage_for_hub(source, folder: str | os.PathLike, repo_id: str | None = None)
         record = run_record(checkpoint)
         if all((checkpoint / name).is_file() for name in FINETUNED_FILES):
             task = json.loads((checkpoint / "task.json").read_text())
-    base = record.get("init") if record else None
     card = model_card(config.to_dict(), run=record, task=task, repo_id=repo_id,
-                      base_model=base[len(hub.HF_SCHEME):] if isinstance(base, str) and base.startswith(
-                          hub.HF_SCHEME) else None)
+                      base_model=_base_model(record.get("init") if record else None))
     write_encoder_files(folder, config.to_dict(), state, extra or None, card=card)
     if task is not None:
         for name in FINETUNED_FILES:
@@ -191,11 +188,20 @@ def stage_for_hub(source, folder: str | os.PathLike, repo_id: str | None = None)
     return Path(folder)
 
 
+def _base_model(init) -> str | None:
+    """The Hub repo a run started from (its ``init``), for the card's ``base_model``."""
+    try:
+        return hub.parse_address(init).repo_id if hub.is_address(init) else None
+    except CheckpointError:
+        return None
+
+
 def push_to_hub(source, repo_id: str, private: bool | None = None, token: str | bool | None = None,
                 commit_message: str | None = None) -> str:
     """Upload an encoder, checkpoint folder or training run to the Hub repo ``repo_id`` (created if
     needed) as config.json + model.safetensors + README.md; returns the commit URL.
     ``ssamba.load(f"hf://{repo_id}")`` loads it back."""
+    hub.check_repo_id(repo_id)   # before staging: a typo costs nothing
     what = "an encoder" if isinstance(source, AudioEncoder) else str(source)
     with tempfile.TemporaryDirectory(prefix="ssamba-push-") as tmp:
         staged = stage_for_hub(source, Path(tmp) / "repo", repo_id=repo_id)
