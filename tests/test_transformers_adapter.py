@@ -195,8 +195,14 @@ def test_hub_repo_loads_through_the_cache_offline(hub_cache, tmp_path):
     save_finetuned(task, tmp_path / "run", DatasetSpec("tags", ["speech", "music"], multi_label=True),
                    FinetuneConfig(loss="bce"))
     write_hub_cache(hub_cache, "acme/tagger", folder_files(tmp_path / "run"))
-    tagger = AutoModelForAudioClassification.from_pretrained("acme/tagger", **hub)
-    assert tagger.config.id2label == {0: "speech", 1: "music"}
-    assert tagger.config.problem_type == "multi_label_classification"
-    with torch.no_grad():
-        assert torch.equal(tagger(x).logits, task.logits(x))
+    write_hub_cache(hub_cache, "acme/runs", {f"esc/{k}": v for k, v in folder_files(tmp_path / "run").items()},
+                    revision="v1")
+    for tagger in (AutoModelForAudioClassification.from_pretrained("acme/tagger", **hub),
+                   SsastForAudioClassification.from_pretrained("hf://acme/runs@v1/esc", **hub)):
+        assert tagger.config.id2label == {0: "speech", 1: "music"}
+        assert tagger.config.problem_type == "multi_label_classification"
+        with torch.no_grad():
+            assert torch.equal(tagger(x).logits, task.logits(x))
+    with torch.no_grad():                                              # ssamba's address form, named class
+        assert torch.equal(SsambaModel.from_pretrained("hf://acme/ssamba-tiny", **hub)(x).last_hidden_state,
+                           model(x).last_hidden_state)

@@ -30,6 +30,7 @@ from ssamba.errors import AudioError, CheckpointError, ConfigError
 from ssamba.features import FeatureConfig, FeatureExtractor
 from ssamba.features.extractor import feature_config_for
 from ssamba.features.fbank import num_frames
+from ssamba.integrations.transformers_adapter.addresses import hub_arguments
 from ssamba.models.config import EncoderConfig
 
 PADDINGS = ("max_length", "longest")
@@ -77,7 +78,9 @@ class SsambaFeatureExtractor(SequenceFeatureExtractor):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> "SsambaFeatureExtractor":
-        """``preprocessor_config.json`` when the directory/repo has one, else its ssamba ``config.json``."""
+        """``preprocessor_config.json`` when the directory/repo has one, else its ssamba ``config.json``
+        (``hf://`` addresses as the models take them)."""
+        pretrained_model_name_or_path, kwargs = hub_arguments(pretrained_model_name_or_path, kwargs)
         source = str(pretrained_model_name_or_path)
         hub = {k: kwargs[k] for k in ("cache_dir", "revision", "token", "local_files_only", "subfolder") if k in kwargs}
         if cached_file(source, FEATURE_EXTRACTOR_NAME, _raise_exceptions_for_missing_entries=False, **hub):

@@ -27,6 +27,7 @@ from transformers.utils import cached_file
 from ssamba.downstream.finetune import ClassificationHead
 from ssamba.downstream.layer_sum import WeightedLayerSum, layer_embeddings
 from ssamba.errors import CheckpointError
+from ssamba.integrations.transformers_adapter.addresses import hub_arguments
 from ssamba.integrations.transformers_adapter.configuration import SsambaConfig, SsastConfig
 from ssamba.integrations.transformers_adapter.feature_extraction import SsambaFeatureExtractor
 from ssamba.models.encoder import AudioEncoder, pool_tokens, pooled_dim
@@ -60,6 +61,12 @@ class SsambaPreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
         elif isinstance(module, WeightedLayerSum):
             init.zeros_(module.weights)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """transformers' ``from_pretrained``; also takes ssamba's ``hf://OWNER/REPO[@REV][/FOLDER]``."""
+        name, kwargs = hub_arguments(pretrained_model_name_or_path, kwargs)
+        return super().from_pretrained(name, *args, **kwargs)
 
     def save_pretrained(self, save_directory, *args, **kwargs) -> None:
         """transformers' files (``config.json`` that ssamba reads too, ``model.safetensors`` with
@@ -139,6 +146,7 @@ class SsambaForAudioClassification(SsambaPreTrainedModel):
     def from_pretrained(cls, pretrained_model_name_or_path, *args, config=None, **kwargs):
         """As transformers' ``from_pretrained``; a fine-tuned ssamba run directory (``task.json`` +
         ``head.safetensors`` beside the encoder) loads with its labels, head options and head weights."""
+        pretrained_model_name_or_path, kwargs = hub_arguments(pretrained_model_name_or_path, kwargs)
         source = str(pretrained_model_name_or_path)
         hub = {k: kwargs[k] for k in ("cache_dir", "revision", "token", "local_files_only", "subfolder") if k in kwargs}
         task_path = cached_file(source, TASK_FILE, _raise_exceptions_for_missing_entries=False, **hub)
