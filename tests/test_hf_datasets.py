@@ -188,3 +188,18 @@ def test_embed_cli_embeds_every_row(twin, tmp_path):
     order = [i for split in ("train", "test") for i in manifest.items if i.split == split]
     want = embed([load_audio(i.path) for i in order], tmp_path / "enc", sample_rate=16000)
     assert np.array_equal(np.load(out), want)
+
+
+@pytest.mark.slow   # ~4 s (two probes); the quick variants: the fine-tuning twin test and the CLI error test
+def test_probe_cli_gives_the_csv_results(twin, tmp_path):
+    from ssamba.cli import main
+    from ssamba.models import create_model
+
+    torch.manual_seed(0)
+    create_model("ssast_tiny", depth=2, embed_dim=32, num_heads=2, input_tdim=64).save_pretrained(tmp_path / "enc")
+    runs = {}
+    for name, data in (("csv", str(twin / "manifest.csv")), ("hf", f"hf-dataset:{twin / 'saved'}")):
+        assert main(["probe", "--model", str(tmp_path / "enc"), "--data", data, "--out", str(tmp_path / name),
+                     "--features", "speechcommands"]) == 0
+        runs[name] = json.loads((tmp_path / name / "results.json").read_text())
+    assert runs["hf"]["runs"] == runs["csv"]["runs"] and runs["hf"]["confusion_matrix"] == runs["csv"]["confusion_matrix"]
