@@ -296,3 +296,24 @@ def test_checkpoint_repo_errors_online_are_one_line(online, hub_cache, monkeypat
         assert f"hf://me/private@v2: {expected}" in line, line
         assert isinstance(error, errors.HfHubHTTPError) or "and the Hub could not be reached" in line
     assert not [f for f in cache_files(hub_cache) if "blobs" in f or "snapshots" in f]
+
+
+def test_probe_by_address_keys_its_embedding_cache_on_the_commit(hub_cache, tmp_path):
+    """The probe's cached embeddings are keyed by the resolved snapshot file, which names the commit:
+    the same address reuses them, the repo moved to new weights recomputes them."""
+    from dataset_layouts import write_csv_dataset
+
+    from ssamba.downstream.probe import probe
+
+    csv_path = write_csv_dataset(tmp_path / "data", ["c0", "c1"], per_class=4, folds=2, seconds=0.5, spread=12)
+    tiny(0).save_pretrained(tmp_path / "enc0")
+    tiny(1).save_pretrained(tmp_path / "enc1")
+    write_hub_cache(hub_cache, "me/enc", folder_files(tmp_path / "enc0"))
+    first = probe("hf://me/enc", csv_path, tmp_path / "run", features="speechcommands")
+    cache = tmp_path / "run" / "embeddings.npz"
+    stamp = cache.stat().st_mtime_ns
+    assert probe("hf://me/enc", csv_path, tmp_path / "run", features="speechcommands")["runs"] == first["runs"]
+    assert cache.stat().st_mtime_ns == stamp
+    write_hub_cache(hub_cache, "me/enc", folder_files(tmp_path / "enc1"))   # main now points at new weights
+    probe("hf://me/enc", csv_path, tmp_path / "run", features="speechcommands")
+    assert cache.stat().st_mtime_ns != stamp
