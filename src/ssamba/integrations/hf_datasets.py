@@ -32,7 +32,7 @@ import torch
 
 from ssamba.audio import load_audio
 from ssamba.data.manifests import SPLITS, AudioItem, DatasetSpec, Manifest
-from ssamba.errors import AudioError, DataError
+from ssamba.errors import DataError
 
 PREFIX = "hf-dataset:"
 DEFAULT_SPLITS = {"train": ("train",), "valid": ("validation", "valid", "dev"), "test": ("test",)}
@@ -173,7 +173,8 @@ def label_names(source: HfSource, column: str, feature, values: list) -> tuple[l
 
 class RowAudio:
     """An item's audio: row ``row`` of ``column`` in ``dataset`` (bytes or a file), decoded on call
-    to a mono float32 16 kHz waveform. Picklable, so DataLoader workers can decode rows."""
+    to a mono float32 16 kHz waveform. Picklable, so DataLoader workers can decode rows.
+    ``dataset`` should hold just that column (a row is read whole)."""
 
     def __init__(self, dataset, column: str, row: int, where: str) -> None:
         self.dataset, self.column, self.row, self.where = dataset, column, row, where
@@ -204,15 +205,16 @@ def check_audio(value, where: str) -> None:
         raise DataError(f"{where}: contains no samples")
 
 
-def decode_audio(value, where: str) -> torch.Tensor:
-    """Decode a row's audio as ssamba decodes a file: soundfile, mono mix, resampling to 16 kHz."""
+def decode_audio(value, where: str, pad_short: bool = False) -> torch.Tensor:
+    """Decode a row's audio as ssamba decodes a file: soundfile, mono mix, resampling to 16 kHz
+    (``pad_short``: a clip shorter than one frame is padded, as pretraining reads files)."""
     try:
         data, rate = sf.read(_payload(value, where), dtype="float32", always_2d=True)
         samples = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float64).astype(np.float32)
-        return load_audio(np.ascontiguousarray(samples), sample_rate=rate)
+        return load_audio(np.ascontiguousarray(samples), sample_rate=rate, pad_short=pad_short)
     except DataError:
         raise
-    except (AudioError, Exception) as exc:
+    except Exception as exc:   # soundfile's errors, or AudioError (NaN samples, a clip too short)
         raise DataError(f"{where}: {_first_line(exc)}") from None
 
 
@@ -247,6 +249,7 @@ def read_hf_dataset(source: str | HfSource, skip_errors: bool | None = None, nam
             if column and column not in table.features:
                 raise DataError(f"{source}: split {split_name!r} has no column {column!r}")
         tables[split] = (split_name, table.cast_column(audio_column, Audio(decode=False)))
+    audio_only = {split: table.select_columns([audio_column]) for split, (_, table) in tables.items()}
     if label_column is None:
         values = {split: [()] * len(table) for split, (_, table) in tables.items()}
         names, multi, by_name = [], False, False
@@ -274,7 +277,7 @@ def read_hf_dataset(source: str | HfSource, skip_errors: bool | None = None, nam
                 continue
             items.append(AudioItem(path=Path(f"{source.dataset}[{split_name}][{row}]"), labels=labels,
                                    split=None if one_split else split, fold=fold,
-                                   audio=RowAudio(table, audio_column, row, where)))
+                                   audio=RowAudio(audio_only[split], audio_column, row, where)))
     if not items:
         raise DataError(f"{source}: no readable rows")
     spec = DatasetSpec(name=name or Path(source.dataset.rstrip("/")).name, class_names=names, multi_label=multi,

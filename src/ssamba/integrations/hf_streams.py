@@ -87,7 +87,7 @@ class HfCropStream(IterableDataset):
                 continue
             where = f"{self.source} [{split}] column {column!r} row {position} of epoch {self.epoch}'s order"
             try:
-                wave = decode_audio(row[column], where)
+                wave = decode_audio(row[column], where, pad_short=True)
             except DataError:
                 if self.source.skip_errors:
                     continue
