@@ -210,6 +210,16 @@ def test_hub_errors_are_one_line_and_leave_the_cache_clean(online, hub_cache, tm
     assert not (tmp_path / "out").exists()
 
 
+def test_local_files_only_asks_nothing_of_the_hub(online, hub_cache, tmp_path):
+    online.answer = AssertionError("local_files_only must not send a request")
+    with pytest.raises(CheckpointError, match=r"^hf://me/r/f.pth: f.pth in me/r is not in the Hugging Face cache .* "
+                                              r"offline mode is on \(HF_HUB_OFFLINE=1 or local_files_only\)"):
+        ssamba.load("hf://me/r/f.pth", local_files_only=True)
+    tiny(0).save_pretrained(tmp_path / "enc")
+    write_hub_cache(hub_cache, "me/enc", folder_files(tmp_path / "enc"))
+    assert ssamba.load("hf://me/enc", local_files_only=True, input_tdim=128).config.input_tdim == 128
+
+
 def test_a_download_cut_short_leaves_nothing_and_a_full_one_loads(online, hub_cache, tmp_path, fbank, capsys):
     from huggingface_hub.file_download import HfFileMetadata
 

@@ -97,22 +97,23 @@ def read_checkpoint_dir(directory: str | os.PathLike) -> tuple[EncoderConfig, di
 
 
 @contextmanager
-def local_source(path: str | os.PathLike):
-    """Yield the local path of ``path`` (a Hub address is fetched through the Hugging Face cache);
-    a CheckpointError raised inside names the address instead of the cached file."""
+def local_source(path: str | os.PathLike, local_files_only: bool = False):
+    """Yield the local path of ``path`` (a Hub address is fetched through the Hugging Face cache, or
+    only looked up there with ``local_files_only``); a CheckpointError raised inside names the
+    address instead of the cached file."""
     if not hub.is_address(path):
         yield Path(path)
         return
-    local = hub.resolve(str(path))
+    local = hub.resolve(str(path), local_files_only=local_files_only)
     try:
         yield local
     except CheckpointError as exc:
         raise CheckpointError(str(exc).replace(str(local), str(path))) from None
 
 
-def load_state(path: str | os.PathLike) -> tuple[EncoderConfig, dict, dict]:
+def load_state(path: str | os.PathLike, local_files_only: bool = False) -> tuple[EncoderConfig, dict, dict]:
     """(config, encoder state, extra state) of a checkpoint directory, an official ``.pth`` or a Hub address."""
-    with local_source(path) as local:
+    with local_source(path, local_files_only) as local:
         if local.is_dir():
             return read_checkpoint_dir(resolve_run_dir(local))
         if not local.exists():
@@ -120,14 +121,15 @@ def load_state(path: str | os.PathLike) -> tuple[EncoderConfig, dict, dict]:
         return load_official_state(local)
 
 
-def load(path: str | os.PathLike, **overrides) -> AudioEncoder:
+def load(path: str | os.PathLike, *, local_files_only: bool = False, **overrides) -> AudioEncoder:
     """Load an encoder (eval mode) from a ``save_pretrained`` directory, an official SSAMBA/SSAST ``.pth``
     or a Hub address (``hf://OWNER/REPO``, ``hf://OWNER/REPO/FILE.pth``, ``official:ssamba_tiny_400``).
 
     ``overrides``: EncoderConfig fields to change, e.g. ``scan_backend="ref"``, ``attention="naive"``,
     or a new geometry ``fstride=10, tstride=10, input_tdim=512`` (positional embedding resized).
+    ``local_files_only``: a Hub address is served from the Hugging Face cache only (no request).
     """
-    config, state, _ = load_state(path)
+    config, state, _ = load_state(path, local_files_only)
     return build_encoder(config, state, source=str(path), **overrides)
 
 
