@@ -206,3 +206,17 @@ def test_hub_repo_loads_through_the_cache_offline(hub_cache, tmp_path):
     with torch.no_grad():                                              # ssamba's address form, named class
         assert torch.equal(SsambaModel.from_pretrained("hf://acme/ssamba-tiny", **hub)(x).last_hidden_state,
                            model(x).last_hidden_state)
+
+
+def test_a_model_built_from_a_config_keeps_ssambas_own_init():
+    """transformers initialises only the head: the encoder is what ssamba builds from the same seed."""
+    from ssamba.models.encoder import AudioEncoder
+
+    config = SsambaConfig(encoder=TINY["ssamba"], num_labels=4)
+    torch.manual_seed(0)
+    want = AudioEncoder.from_config(config.encoder_config).state_dict()
+    torch.manual_seed(0)
+    model = SsambaForAudioClassification(config)
+    assert all(torch.equal(model.encoder.state_dict()[k], v) for k, v in want.items())
+    assert model.head.linear.weight.shape == (4, 32) and torch.isfinite(model.head.linear.weight).all()
+    assert torch.equal(model.head.norm.weight, torch.ones(32)) and model.head.linear.weight.std() > 0
