@@ -106,3 +106,63 @@ def test_probe_with_dynamic_padding_embeds_each_clip_alone(tmp_path):
         with torch.no_grad():
             alone = encoder(natural(load_audio(path))[None])
         assert_close_to_scale(torch.from_numpy(embeddings[i:i + 1]), alone, sum_ulps(65 * 32, layers=2), str(path))
+
+
+# ----------------------------------------------------------------------------- pretraining crops
+
+
+def test_pretraining_crops_keep_their_length_and_collate_to_the_longest(tmp_path):
+    from ssamba.data.audio_folder import AudioCropDataset
+
+    for i, seconds in enumerate([0.05, 0.3, 2.0]):
+        write_clip(tmp_path / f"c{i}.wav", i, seconds, seed=i)
+    fixed = AudioCropDataset(tmp_path, crop_frames=64)
+    dynamic = AudioCropDataset(tmp_path, crop_frames=64, dynamic=True)
+    items = [dynamic[(i, 7)] for i in range(3)]
+    assert [item["fbank"].shape[0] for item in items] == [16, 28, 64]   # one patch, its own 28 frames, the crop
+    for i, item in enumerate(items):
+        assert torch.equal(item["fbank"], fixed[(i, 7)]["fbank"][:len(item["fbank"])])
+    batch = pad_collate(items)
+    assert batch["fbank"].shape == (3, 64, 128) and batch["lengths"].tolist() == [16, 28, 64]
+
+
+def test_masked_pretraining_loss_on_a_padded_batch_is_the_clips_own_losses():
+    from ssamba.pretrain.task import MaskedPatchConfig, MaskedPatchPretraining
+
+    torch.manual_seed(0)
+    encoder = ssamba.create_model("ssamba_tiny", depth=2, embed_dim=32, d_state=8, input_tdim=64, drop_path_rate=0.0)
+    task = MaskedPatchPretraining(encoder, MaskedPatchConfig(masking="random", num_masked=None, mask_ratio=0.5,
+                                                             two_pass=False))
+    lengths = torch.tensor([16, 40, 64])
+    fbank = torch.randn(3, 64, 128)
+    task.mask_generator.manual_seed(5)
+    task.zero_grad()
+    batched = task({"fbank": fbank, "lengths": lengths})
+    batched["loss"].backward()
+    grads = {n: p.grad.clone() for n, p in task.named_parameters() if p.grad is not None}
+    task.mask_generator.manual_seed(5)   # the same masks, drawn clip by clip in the same order
+    task.zero_grad()
+    counts = torch.tensor([8 * 1 // 2, 8 * 2 // 2, 8 * 4 // 2], dtype=torch.float32)  # half of each clip's patches
+    alone = [task({"fbank": fbank[b:b + 1, :n], "lengths": lengths[b:b + 1]}) for b, n in enumerate(lengths.tolist())]
+    for key in ("nce", "mse", "loss"):
+        want = torch.stack([a[key] for a in alone]) @ counts / counts.sum()
+        assert_close_to_scale(batched[key][None], want[None].detach(), sum_ulps(64 * 32, layers=2), key)
+    (torch.stack([a["loss"] for a in alone]) @ counts / counts.sum()).backward()
+    for name, p in task.named_parameters():
+        if name in grads:
+            assert_close_to_scale(grads[name], p.grad, sum_ulps(3 * 33 * 32 * 256, layers=2), f"gradient of {name}")
+
+
+def test_pretraining_run_with_dynamic_padding(tmp_path):
+    from cli_helpers import TINY_PRETRAIN
+
+    from ssamba.cli import main
+    from ssamba.train.metrics_log import read_metrics
+
+    for i, seconds in enumerate([0.1, 0.3, 0.5, 0.9]):
+        write_clip(tmp_path / "data" / f"c{i}.wav", i, seconds, seed=i)
+    assert main(["pretrain", "--config", "ssamba_tiny_cpu", "--data", str(tmp_path / "data"),
+                 "--out", str(tmp_path / "run"), *TINY_PRETRAIN, "train.max_steps=2",
+                 "data.dynamic_padding=true", "pretrain.num_masked=null"]) == 0
+    rows = read_metrics(tmp_path / "run" / "metrics.csv")
+    assert len(rows) == 2 and all(np.isfinite(row["loss"]) for row in rows)

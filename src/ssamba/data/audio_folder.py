@@ -77,15 +77,19 @@ def random_crop(wave: torch.Tensor, frames: int, item_seed: int) -> torch.Tensor
 
 
 class AudioCropDataset(Dataset):
-    """Random ``crop_frames``-frame crops (default 1024 = 10.24 s) of audio files as ``{"fbank": (T, F)}``."""
+    """Random ``crop_frames``-frame crops (default 1024 = 10.24 s) of audio files as ``{"fbank": (T, F)}``;
+    with ``dynamic`` a shorter clip keeps its own frames (at least one patch) instead of being
+    padded (batches then go through ``data.padding.pad_collate``)."""
 
-    def __init__(self, files: list[Path] | str | Path, crop_frames: int = 1024, features=None) -> None:
+    def __init__(self, files: list[Path] | str | Path, crop_frames: int = 1024, features=None,
+                 dynamic: bool = False) -> None:
         from ssamba.features import FeatureConfig
 
         self.files = list_audio(files) if isinstance(files, (str, Path)) else [Path(f) for f in files]
         if crop_frames < 16:
             raise DataError(f"crop_frames={crop_frames}: must be at least one patch (16 frames)")
         self.crop_frames = int(crop_frames)
+        self.dynamic = dynamic
         base = features if features is not None else FeatureConfig.preset("pretrain")
         if isinstance(base, str):
             base = FeatureConfig.preset(base)
@@ -100,7 +104,12 @@ class AudioCropDataset(Dataset):
         if self._extractor is None:  # built lazily, in the worker process
             from ssamba.features import FeatureExtractor
             self._extractor = FeatureExtractor(self.features)
-        return self._extractor(random_crop(wave, self.crop_frames, item_seed))
+        crop = random_crop(wave, self.crop_frames, item_seed)
+        fbank = self._extractor(crop)
+        if self.dynamic:
+            from ssamba.data.padding import natural_frames
+            fbank = fbank[:natural_frames(crop, self.features, self.crop_frames)]
+        return fbank
 
     def __getitem__(self, key) -> dict[str, torch.Tensor]:
         from ssamba.audio import load_audio

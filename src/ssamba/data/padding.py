@@ -16,6 +16,11 @@ import torch
 from ssamba.features.fbank import num_frames
 
 
+def natural_frames(waveform: torch.Tensor, config, window: int, min_frames: int = 16) -> int:
+    """Frames of ``waveform``'s own features, at most ``window``, at least ``min_frames`` (one patch)."""
+    return max(min_frames, min(num_frames(int(waveform.shape[-1]), config.sample_rate), window))
+
+
 class NaturalLength:
     """Wraps a fixed-length feature extractor: the same features cut to the clip's own frames
     (at most the extractor's ``target_length``, at least ``min_frames``: one patch, whose
@@ -28,15 +33,17 @@ class NaturalLength:
 
     def __call__(self, waveform: torch.Tensor) -> torch.Tensor:
         features = self.extractor(waveform)
-        frames = num_frames(int(waveform.shape[-1]), self.config.sample_rate)
-        return features[:max(self.min_frames, min(frames, features.shape[0]))]
+        return features[:natural_frames(waveform, self.config, features.shape[0], self.min_frames)]
 
 
-def pad_collate(items: Sequence[tuple[torch.Tensor, ...]], pad_value: float = 0.0
-                ) -> tuple[torch.Tensor, ...]:
-    """[(features (T_i, F), target, ...)] -> (features (B, max T_i, F), targets..., lengths (B,)).
+def pad_collate(items: Sequence, pad_value: float = 0.0):
+    """[(features (T_i, F), target, ...)] -> (features (B, max T_i, F), targets..., lengths (B,));
+    pretraining items ``{"fbank": (T_i, F)}`` -> ``{"fbank": (B, max T_i, F), "lengths": (B,)}``.
 
     The padding frames hold ``pad_value``; the encoders ignore them given ``lengths``."""
+    if isinstance(items[0], dict):
+        fbank, lengths = pad_collate([(item["fbank"],) for item in items], pad_value)
+        return {"fbank": fbank, "lengths": lengths}
     lengths = torch.tensor([item[0].shape[0] for item in items])
     longest, bins = int(lengths.max()), items[0][0].shape[1]
     features = items[0][0].new_full((len(items), longest, bins), pad_value)

@@ -94,9 +94,9 @@ def list_shards(source: str | Path | list) -> list[Path]:
 class ShardStream(IterableDataset):
     """Streaming random crops from WebDataset shards as ``{"fbank": (T, F)}``; call ``set_epoch`` each epoch."""
 
-    def __init__(self, shards, crop_frames: int = 1024, features=None, seed: int = 0) -> None:
+    def __init__(self, shards, crop_frames: int = 1024, features=None, seed: int = 0, dynamic: bool = False) -> None:
         self.shards = list_shards(shards)
-        self._crop = _Cropper(crop_frames, features)
+        self._crop = _Cropper(crop_frames, features, dynamic)
         self.seed, self.epoch = seed, 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -134,8 +134,8 @@ class ShardStream(IterableDataset):
 class _Cropper(AudioCropDataset):
     """The crop + fbank part of AudioCropDataset without a file list."""
 
-    def __init__(self, crop_frames: int, features) -> None:
-        super().__init__([], crop_frames=crop_frames, features=features)
+    def __init__(self, crop_frames: int, features, dynamic: bool = False) -> None:
+        super().__init__([], crop_frames=crop_frames, features=features, dynamic=dynamic)
 
 
 def _decode(data: bytes, name: str, load_audio) -> torch.Tensor:

@@ -53,6 +53,7 @@ class DataConfig:
     source: str | None = None
     valid: str | None = None
     valid_clips: int = 0
+    dynamic_padding: bool = False   # short clips keep their length; batches padded to their longest
 
     def __post_init__(self) -> None:
         if self.valid_clips < 0:
@@ -116,9 +117,11 @@ def build_dataset(data: str | Path, config: DataConfig, seed: int):
         is_shards = path.suffix == ".tar" or (path.is_dir() and any(path.glob("*.tar")))
         fmt = "shards" if is_shards else "folder"
     if fmt == "shards":
-        return ShardStream(path, crop_frames=config.crop_frames, features=config.features, seed=seed)
+        return ShardStream(path, crop_frames=config.crop_frames, features=config.features, seed=seed,
+                           dynamic=config.dynamic_padding)
     if fmt == "folder":
-        return AudioCropDataset(path, crop_frames=config.crop_frames, features=config.features)
+        return AudioCropDataset(path, crop_frames=config.crop_frames, features=config.features,
+                                dynamic=config.dynamic_padding)
     raise ConfigError(f"data.format={fmt!r}: must be auto, folder or shards")
 
 
@@ -133,7 +136,8 @@ def build_datasets(data: str | Path, config: DataConfig, seed: int):
     from ssamba.data.audio_folder import AudioCropDataset, list_audio
 
     if config.valid:  # a validation set of its own: nothing is held out
-        return build_dataset(data, config, seed), AudioCropDataset(config.valid, config.crop_frames, config.features)
+        return build_dataset(data, config, seed), AudioCropDataset(config.valid, config.crop_frames, config.features,
+                                                                   config.dynamic_padding)
     train = build_dataset(data, config, seed)
     if not config.valid_clips:
         return train, None
@@ -146,8 +150,8 @@ def build_datasets(data: str | Path, config: DataConfig, seed: int):
     order = torch.randperm(len(files), generator=torch.Generator().manual_seed(seed)).tolist()
     held = set(order[:config.valid_clips])
     pick = lambda keep: [f for i, f in enumerate(files) if (i in held) == keep]  # noqa: E731
-    return (AudioCropDataset(pick(False), config.crop_frames, config.features),
-            AudioCropDataset(pick(True), config.crop_frames, config.features))
+    return (AudioCropDataset(pick(False), config.crop_frames, config.features, config.dynamic_padding),
+            AudioCropDataset(pick(True), config.crop_frames, config.features, config.dynamic_padding))
 
 
 def build_task(config: dict[str, Any], encoder: torch.nn.Module | None = None) -> MaskedPatchPretraining:
@@ -198,7 +202,10 @@ def run_pretraining(config: dict | str | Path | None, data: str | Path | None, o
     if valid is not None and train.monitor not in task.metric_names():
         raise ConfigError(f"train.monitor={train.monitor!r}: pretrain.objective={task.config.objective} reports "
                           f"{', '.join(sorted(task.metric_names()))}")
-    trainer = Trainer(task, dataset, train, out_dir, eval_data=valid, run_config=run)
+    from ssamba.data.padding import pad_collate
+
+    dynamic = {"collate_fn": pad_collate} if run["data"].get("dynamic_padding") else {}
+    trainer = Trainer(task, dataset, train, out_dir, eval_data=valid, run_config=run, **dynamic)
     return trainer.fit(resume=resume)
 
 
