@@ -220,3 +220,23 @@ def test_a_model_built_from_a_config_keeps_ssambas_own_init():
     assert all(torch.equal(model.encoder.state_dict()[k], v) for k, v in want.items())
     assert model.head.linear.weight.shape == (4, 32) and torch.isfinite(model.head.linear.weight).all()
     assert torch.equal(model.head.norm.weight, torch.ones(32)) and model.head.linear.weight.std() > 0
+
+
+@pytest.mark.parametrize("arch", ["ssamba", "ssast"])
+def test_attention_mask_encodes_each_clip_at_its_own_length(tmp_path, arch):
+    """With ``use_attention_mask`` a batch padded to its longest clip gives each clip's outputs
+    alone; without it (the default) the padding is read, as the official code reads it."""
+    from transformers import AutoModel
+
+    directory = encoder_dir(tmp_path, arch)
+    model = AutoModel.from_pretrained(directory, use_attention_mask=True)
+    extractor = SsambaFeatureExtractor.from_pretrained(directory)
+    waves = [class_tone(0, 0.3), class_tone(2, 0.45)]                     # 28 and 43 frames
+    batch = extractor(waves, padding="longest", return_tensors="pt")
+    with torch.no_grad():
+        together = model(**batch).pooler_output
+        for row, wave in enumerate(waves):
+            alone = model(**extractor(wave, padding="longest", return_tensors="pt")).pooler_output[0]
+            assert_close_to_scale(together[row], alone, sum_ulps(128 * 43, TINY[arch]["depth"]), f"clip {row}")
+        padded = AutoModel.from_pretrained(directory)(**batch).pooler_output   # the mask not used
+    assert not torch.allclose(padded[0], together[0], atol=1e-4)

@@ -23,6 +23,8 @@ class SsambaConfig(PretrainedConfig):
     ``encoder``: ``EncoderConfig`` fields (a dict; default: that class's defaults for this arch).
     ``pooling``/``layers``: what a classification head reads, as ssamba's fine-tuning
     (``"mean"``, ``"mean_std"``, ``"bands"``; ``"last"`` or ``"weighted_sum"``).
+    ``use_attention_mask``: False (default) reads the padded input whole, as the official code;
+    True encodes each clip at its own length (the mask's real frames), equal to the clip alone.
     """
 
     model_type = "ssamba"
@@ -30,6 +32,7 @@ class SsambaConfig(PretrainedConfig):
     encoder: dict | None = None
     pooling: str = "mean"
     layers: str = "last"
+    use_attention_mask: bool = False
     format: str = "ssamba-encoder"
     format_version: int = FORMAT_VERSION
 

@@ -25,7 +25,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceCl
 from transformers.utils import cached_file
 
 from ssamba.downstream.finetune import ClassificationHead
-from ssamba.downstream.layer_sum import WeightedLayerSum, layer_embeddings
+from ssamba.downstream.layer_sum import WeightedLayerSum
 from ssamba.errors import CheckpointError
 from ssamba.integrations.transformers_adapter.addresses import hub_arguments
 from ssamba.integrations.transformers_adapter.configuration import SsambaConfig, SsastConfig
@@ -62,6 +62,12 @@ class SsambaPreTrainedModel(PreTrainedModel):
         elif isinstance(module, WeightedLayerSum):
             init.zeros_(module.weights)
 
+    def lengths(self, attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+        """Each clip's real frames, when the config says to use the mask."""
+        if attention_mask is None or not self.config.use_attention_mask:
+            return None
+        return attention_mask.sum(dim=-1).long()
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         """transformers' ``from_pretrained``; also takes ssamba's ``hf://OWNER/REPO[@REV][/FOLDER]``."""
@@ -90,16 +96,17 @@ class SsambaModel(SsambaPreTrainedModel):
 
     def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 output_hidden_states: bool | None = None, return_dict: bool | None = None, **kwargs):
-        """``attention_mask`` is accepted and not used: as in the official recipes the encoder reads
-        the padded fbank whole (Mamba has no attention to mask) and the mean covers every patch."""
+        """``attention_mask`` is used only with ``config.use_attention_mask`` (each clip at its own
+        length; padding tokens are zeros); by default the encoder reads the padded fbank whole and
+        the mean covers every patch, as in the official recipes."""
         want_states = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-        embedded = self.encoder.embed_tokens(input_values)
+        lengths = self.lengths(attention_mask)
         if want_states:
-            layers = self.encoder.encode(embedded, all_layers=True)
-            states, tokens = (embedded, *layers), layers[-1]
+            layers = self.encoder.forward_layers(input_values, lengths=lengths)
+            states, tokens = (self.encoder.embed_tokens(input_values, lengths=lengths), *layers), layers[-1]
         else:
-            states, tokens = None, self.encoder.encode(embedded)
-        output = BaseModelOutputWithPooling(last_hidden_state=tokens, pooler_output=self.encoder.pool(tokens),
+            states, tokens = None, self.encoder.forward_features(input_values, lengths=lengths)
+        output = BaseModelOutputWithPooling(last_hidden_state=tokens, pooler_output=self.encoder.pool(tokens, lengths),
                                             hidden_states=states)
         return output if return_dict is not False else output.to_tuple()
 
@@ -117,15 +124,18 @@ class SsambaForAudioClassification(SsambaPreTrainedModel):
                                        self.encoder.num_layers if weighted else None)
         self.post_init()
 
-    def embed(self, input_values: torch.Tensor):
+    def embed(self, input_values: torch.Tensor, lengths: torch.Tensor | None = None):
         """What the head reads (as ``ssamba.downstream.finetune.FinetuneTask.embed``)."""
+        pooling = self.config.pooling
         if self.config.layers == "weighted_sum":
-            return layer_embeddings(self.encoder, input_values, self.config.pooling)
-        return pool_tokens(self.encoder, self.encoder.forward_features(input_values), self.config.pooling)
+            return [pool_tokens(self.encoder, tokens, pooling, lengths)
+                    for tokens in self.encoder.forward_layers(input_values, lengths=lengths)]
+        return pool_tokens(self.encoder, self.encoder.forward_features(input_values, lengths=lengths), pooling, lengths)
 
     def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, return_dict: bool | None = None, **kwargs):
-        logits = self.head(self.embed(input_values))
+        """``attention_mask``: as in ``SsambaModel.forward``."""
+        logits = self.head(self.embed(input_values, self.lengths(attention_mask)))
         loss = None if labels is None else self.classification_loss(logits, labels)
         output = SequenceClassifierOutput(loss=loss, logits=logits)
         return output if return_dict is not False else output.to_tuple()
