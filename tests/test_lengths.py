@@ -191,3 +191,39 @@ def test_bad_lengths_are_one_line_errors():
         model(fbank, lengths=[65, 64])
     with pytest.raises(ConfigError, match="2 clips"):
         model(fbank, lengths=[64])
+
+
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_fused_mixer_with_lengths_equals_the_reference_mixer_on_each_clip(training, reverse):
+    """The kernels themselves, at a width that is not a multiple of their 16 lanes (inert lanes),
+    against the sequential reference scan on each clip alone (forward and gradients)."""
+    from ssamba.nn.mamba import BiMamba
+
+    torch.manual_seed(3)
+    mixer = BiMamba(20, d_state=16, num_layers=4, scan_backend="fused")
+    with torch.no_grad():
+        for p in mixer.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    lengths = torch.tensor([1, 37, 64, 5, 33])
+    hidden = torch.randn(len(lengths), 64, 20)
+    weights = torch.randn(len(lengths), 64, 20)
+    with torch.set_grad_enabled(training):
+        out = mixer(hidden, reverse=reverse, lengths=lengths)
+    assert not out[0, 1:].any() and not out[3, 5:].any()
+    if training:
+        (out * weights).sum().backward()
+        fused_grads = {n: p.grad.clone() for n, p in mixer.named_parameters()}
+        mixer.zero_grad()
+    mixer.scan_backend = "ref"
+    tol = sum_ulps(64 * 16 + 2 * 20)
+    for b, n in enumerate(lengths.tolist()):
+        with torch.set_grad_enabled(training):
+            alone = mixer(hidden[b:b + 1, :n], reverse=reverse)
+        assert_close_to_scale(out[b:b + 1, :n], alone, tol, f"clip of {n} tokens")
+        if training:
+            (alone * weights[b:b + 1, :n]).sum().backward()
+    if training:
+        for name, p in mixer.named_parameters():
+            assert_close_to_scale(fused_grads[name], p.grad, sum_ulps(len(lengths) * 64 * 16 + 2 * 20),
+                                  f"gradient of {name}")
