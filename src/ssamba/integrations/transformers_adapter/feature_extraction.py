@@ -1,8 +1,10 @@
 """``SsambaFeatureExtractor``: raw audio -> the checkpoint's normalised log-mel fbank, batched.
 
-transformers 5.25 has no audio-processor base class yet (audio models still ship a
-``SequenceFeatureExtractor``), so this is one, like ``ASTFeatureExtractor``: the same
-``__call__``, ``save_pretrained`` / ``from_pretrained`` and ``preprocessor_config.json``. The
+transformers 5.25 has no audio-processor base class yet: the ``audio_processor`` slot of its
+processors holds a ``FeatureExtractionMixin`` loaded through ``AutoFeatureExtractor``, and audio
+models ship a ``SequenceFeatureExtractor``. So this is one, like ``ASTFeatureExtractor``, which
+serves both: the same ``__call__``, ``save_pretrained`` / ``from_pretrained`` and
+``preprocessor_config.json``. The
 numbers are ssamba's own (``ssamba.features.FeatureExtractor``: Kaldi fbank without torchaudio,
 the checkpoint's mean/std): with the default ``padding="max_length"`` each clip is zero-padded or
 cropped to the encoder's ``input_tdim`` frames before normalising, exactly as the recipes pad;
