@@ -86,6 +86,10 @@ def test_same_finetuning_metrics_as_folder_and_csv(twin, tmp_path):
     assert main(["evaluate", "--model", str(tmp_path / "hf"), "--data", source]) == 0   # the CLI's hook
     evaluated = json.loads((tmp_path / "hf" / "evaluation" / "results.json").read_text())["runs"]["all"]
     assert evaluated == {k: v for k, v in from_hf["runs"]["all"].items() if k != "train_loss_last"}
+    from transformers import AutoModelForAudioClassification                # the run folder, with its labels
+
+    assert AutoModelForAudioClassification.from_pretrained(tmp_path / "hf" / "model").config.label2id == \
+        {name: i for i, name in enumerate(CLASSES)}
 
 
 def test_rows_decode_like_files_stereo_and_resampled(tmp_path):
@@ -156,6 +160,12 @@ def test_pretraining_streams_a_saved_dataset(twin, tmp_path):
     saved = json.loads((tmp_path / "run" / "checkpoints" / "last" / "config.json").read_text())
     assert saved["data"]["source"] == source                               # kept as an address, for --resume
     assert load(tmp_path / "run").config.depth == 2
+    from ssamba.integrations.transformers_adapter import SsambaModel  # a training run, as ssamba.load takes it
+
+    x = torch.randn(1, 64, 128, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        got = SsambaModel.from_pretrained(tmp_path / "run")(x).last_hidden_state
+        assert torch.equal(got, load(tmp_path / "run").forward_features(x))
 
 
 def test_stream_gives_each_training_row_once_per_epoch_reproducibly(twin):
