@@ -67,6 +67,10 @@ def test_reads_the_manifest_the_csv_reader_reads(twin):
 
 
 def test_same_finetuning_metrics_as_folder_and_csv(twin, tmp_path):
+    from transformers import AutoModelForAudioClassification
+
+    from ssamba.cli import main
+
     config = FinetuneConfig(dataset="csv", model="ssast_tiny", fstride=16, tstride=16, features="speechcommands",
                             model_overrides=dict(depth=2, embed_dim=32, num_heads=2, drop_path_rate=0.0))
     train = TrainConfig(seed=3, epochs=100, max_steps=4, batch_size=9, lr=3e-3, warmup_steps=0, schedule="constant",
@@ -81,15 +85,11 @@ def test_same_finetuning_metrics_as_folder_and_csv(twin, tmp_path):
     assert from_hf["confusion_matrix"] == from_csv["confusion_matrix"]
     trained = [load_file(str(tmp_path / run / "model" / "model.safetensors")) for run in ("csv", "hf")]
     assert all(torch.equal(trained[0][k], trained[1][k]) for k in trained[0])   # the same training, step by step
-    from ssamba.cli import main
-
     assert main(["evaluate", "--model", str(tmp_path / "hf"), "--data", source]) == 0   # the CLI's hook
     evaluated = json.loads((tmp_path / "hf" / "evaluation" / "results.json").read_text())["runs"]["all"]
     assert evaluated == {k: v for k, v in from_hf["runs"]["all"].items() if k != "train_loss_last"}
-    from transformers import AutoModelForAudioClassification                # the run folder, with its labels
-
-    assert AutoModelForAudioClassification.from_pretrained(tmp_path / "hf" / "model").config.label2id == \
-        {name: i for i, name in enumerate(CLASSES)}
+    classifier = AutoModelForAudioClassification.from_pretrained(tmp_path / "hf" / "model")   # with its labels
+    assert classifier.config.label2id == {name: i for i, name in enumerate(CLASSES)}
 
 
 def test_rows_decode_like_files_stereo_and_resampled(tmp_path):
@@ -151,6 +151,7 @@ def test_pretraining_streams_a_saved_dataset(twin, tmp_path):
     from cli_helpers import TINY_PRETRAIN
 
     from ssamba.cli import main
+    from ssamba.integrations.transformers_adapter import SsambaModel
     from ssamba.models import load
 
     source = f"hf-dataset:{twin / 'saved'}"
@@ -160,11 +161,9 @@ def test_pretraining_streams_a_saved_dataset(twin, tmp_path):
     saved = json.loads((tmp_path / "run" / "checkpoints" / "last" / "config.json").read_text())
     assert saved["data"]["source"] == source                               # kept as an address, for --resume
     assert load(tmp_path / "run").config.depth == 2
-    from ssamba.integrations.transformers_adapter import SsambaModel  # a training run, as ssamba.load takes it
-
     x = torch.randn(1, 64, 128, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        got = SsambaModel.from_pretrained(tmp_path / "run")(x).last_hidden_state
+        got = SsambaModel.from_pretrained(tmp_path / "run")(x).last_hidden_state   # a run, as ssamba.load takes it
         assert torch.equal(got, load(tmp_path / "run").forward_features(x))
 
 
