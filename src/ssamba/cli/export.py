@@ -7,7 +7,8 @@ from ssamba.errors import ConfigError
 
 def add_parser(sub) -> None:
     p = sub.add_parser("export", help="export an encoder to ONNX (fbank windows -> tokens, embedding)")
-    p.add_argument("model", metavar="MODEL", help="ssamba checkpoint dir or official .pth")
+    p.add_argument("model", metavar="MODEL",
+                   help="ssamba checkpoint dir, official .pth, hf://OWNER/REPO[@REV][/FILE.pth] or official:NAME")
     p.add_argument("out", metavar="OUT.onnx", help="output ONNX file")
     p.add_argument("--frames", type=int, help="window length in frames (default: the checkpoint's input_tdim)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")

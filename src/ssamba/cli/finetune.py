@@ -15,7 +15,8 @@ def add_parser(sub) -> None:
     p.add_argument("--data", required=True, help="dataset root in its official layout (or a CSV manifest, or "
                                                  "hf-dataset:PATH_OR_ID[?audio=COL&label=COL&...] for a datasets dataset)")
     p.add_argument("--skip-errors", action="store_true", help="leave out undecodable rows of an hf-dataset: source")
-    p.add_argument("--init", default=None, help="pretrained checkpoint dir or official .pth (default: random init)")
+    p.add_argument("--init", default=None,
+                   help="pretrained checkpoint dir, official .pth, hf:// address or official:NAME (default: random init)")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--dataset", default=None, help="reader name overriding the config's finetune.dataset ('auto' detects)")
     p.add_argument("overrides", nargs="*", metavar="key=value",

@@ -9,7 +9,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("probe", help="linear probe of a frozen encoder on a labelled dataset",
                        description="Embeds every clip once (cached in --out/embeddings.npz), fits a logistic "
                                    "regression per split or fold, writes results.json, results.md, confusion.png.")
-    p.add_argument("--model", required=True, help="checkpoint dir or official .pth")
+    p.add_argument("--model", required=True, help="checkpoint dir, official .pth, hf:// address or official:NAME")
     p.add_argument("--data", required=True, help="dataset root in its official layout (or a CSV manifest, or "
                                                  "hf-dataset:PATH_OR_ID[?audio=COL&label=COL&...] for a datasets dataset)")
     p.add_argument("--skip-errors", action="store_true", help="leave out undecodable rows of an hf-dataset: source")
