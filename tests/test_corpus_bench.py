@@ -52,3 +52,19 @@ def test_corpus_bench_limit_and_bad_folder(tmp_path, capsys):
     assert [r["clips"] for r in rows] == [2, 2]
     line = run_expecting_error(capsys, ["bench", "--corpus", str(tmp_path / "missing")])
     assert "missing" in line and "not a folder" in line
+
+
+def test_corpus_bench_leaves_out_clips_shorter_than_a_frame(tmp_path, capsys):
+    corpus = _folder(tmp_path / "clips")
+    sf.write(corpus / "click.wav", np.zeros(3, np.float32), SR)    # the demo corpus has such clicks
+    assert main(["bench", "--corpus", str(corpus), "--models", "ssast_tiny", "--depth", "1", "--threads", "1",
+                 "--out", str(tmp_path / "b")]) == 0
+    result = json.loads((tmp_path / "b" / "corpus.json").read_text())
+    assert [r["clips"] for r in result["results"]] == [len(SECONDS)] * 2
+    assert ["click.wav" in line and "shorter than one" in line for line in result["left_out"]] == [True]
+    assert "left out 1 clip" in capsys.readouterr().out
+    only_clicks = tmp_path / "clicks"
+    only_clicks.mkdir()
+    sf.write(only_clicks / "c.wav", np.zeros(3, np.float32), SR)
+    line = run_expecting_error(capsys, ["bench", "--corpus", str(only_clicks), "--models", "ssast_tiny"])
+    assert "no clip could be read" in line and "c.wav" in line

@@ -19,7 +19,7 @@ import torch
 
 from ssamba.audio import list_audio_files, load_audio
 from ssamba.bench.efficiency import machine_info
-from ssamba.errors import ConfigError
+from ssamba.errors import AudioError, ConfigError
 
 MODES = ("padded", "native")
 FIELDS = ("model", "window", "clips", "audio_s", "seconds", "clips_per_s", "audio_s_per_s", "speedup")
@@ -72,8 +72,19 @@ def run_corpus_bench(config: CorpusBenchConfig, progress=print) -> dict:
         torch.set_num_threads(config.threads)
     files = _clips(config)
     start = time.perf_counter()
-    waves = [load_audio(path) for path in files]
+    waves, kept, skipped = [], [], []
+    for path in files:    # a clip with no whole 25 ms frame (the demo corpus has clicks) has nothing to embed
+        try:
+            waves.append(load_audio(path))
+            kept.append(path)
+        except AudioError as exc:
+            skipped.append(str(exc))
     read_s = time.perf_counter() - start
+    files = kept
+    if not files:
+        raise ConfigError(f"--corpus {config.corpus}: no clip could be read ({skipped[0]})")
+    if skipped:
+        progress(f"left out {len(skipped)} clip(s) that cannot be embedded, e.g. {skipped[0]}")
     audio_s = sum(len(w) for w in waves) / 16000.0
     rows, feature_s = [], {}
     for name in config.models:
@@ -98,6 +109,7 @@ def run_corpus_bench(config: CorpusBenchConfig, progress=print) -> dict:
             rows.append(row)
             progress(format_row(row))
     return {"machine": machine_info(), "config": asdict(config), "read_audio_s": round(read_s, 2),
+            "left_out": skipped,
             "fbank_s": {k: round(v, 2) for k, v in feature_s.items()}, "results": rows}
 
 
