@@ -25,7 +25,8 @@ $(STAMP): pyproject.toml constraints.txt
 NUMERIC_TESTS := tests/test_fbank.py tests/test_scan.py tests/test_models_fused.py tests/test_models.py \
 	tests/test_official_parity.py tests/test_layer_outputs.py tests/test_inference.py \
 	tests/test_bimamba_train.py tests/test_scan_export.py tests/test_band_pooling.py tests/test_lengths.py \
-	tests/test_transformers_adapter.py tests/test_native_embed.py tests/test_dynamic_padding.py
+	tests/test_transformers_adapter.py tests/test_native_embed.py tests/test_dynamic_padding.py \
+	tests/test_bimamba_pair.py
 
 test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
@@ -43,7 +44,8 @@ demo: install
 	$(BIN)/ssamba demo $(DEMO_ARGS)
 
 bench: install
-	$(BIN)/ssamba bench --mode inference train --out bench/results
+	$(BIN)/ssamba bench --mode inference train --import-order --out bench/results
+	$(BIN)/ssamba bench --batch 16 --tokens 512 --attention sdpa --out bench/results/batch16
 	$(BIN)/ssamba bench --mode inference train --batch 16 --frames 200 --depth 6 --attention sdpa \
 		--out bench/results/pretraining_shape
 

@@ -128,3 +128,76 @@ def test_frames_rows_measure_the_pretraining_shape(tmp_path):
 def test_frames_shorter_than_a_patch_is_a_config_error():
     with pytest.raises(ConfigError, match="--frames 8"):
         BenchConfig(frames=[8])
+
+
+def test_ssamba_rows_report_scan_rate_and_every_row_clips_per_second(tmp_path):
+    """--batch 2 --mode train: SSAMBA rows carry the scan kernels' forward and backward core-ns per
+    state update (cycles from the reported clock), every row clips/s = batch / median; the
+    Markdown report has the scan and throughput tables."""
+    out = tmp_path / "bench"
+    cmd = [sys.executable, "-m", "ssamba", "bench", "--tokens", "16", "--batch", "2", "--mode", "train",
+           "--depth", "2", "--attention", "sdpa", "--repeats", "1", "--out", str(out), "--threads", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    rows = {label(r): r for r in json.loads((out / "train_cpu.json").read_text())["results"]}
+    for row in rows.values():
+        assert row["clips_per_s"] == pytest.approx(2 / row["median_s"])
+    mamba, ast = rows["ssamba_tiny/fused"], rows["ssast_tiny/sdpa"]
+    assert 0 < mamba["scan_ns_per_update"] < mamba["scan_backward_ns_per_update"] < 1e3
+    if mamba["cpu_mhz"]:
+        assert mamba["scan_cycles_per_update"] == pytest.approx(mamba["scan_ns_per_update"] * mamba["cpu_mhz"] / 1e3)
+    assert ast["scan_ns_per_update"] is None
+    report = (out / "train_cpu.md").read_text()
+    assert "| 16 | ssamba_tiny/fused | " in report and "| 16 | 2 | ssast_tiny/sdpa | " in report
+
+
+def test_scan_profile_counts_state_updates(monkeypatch):
+    """A fused forward of a 2-layer SSAMBA (one layer pair) at batch 3 x 41 tokens: one scan launch
+    for the pair's 4 (mixer, direction) slots, and the rate is its seconds x threads / updates."""
+    import numba
+    import torch
+
+    from ssamba.bench import measure
+    from ssamba.models.registry import create_model
+    from ssamba.nn import _numba
+
+    torch.manual_seed(0)
+    model = create_model("ssamba_tiny", depth=2).eval()
+    fbank = torch.randn(3, 80, 128)                  # 8 x 5 patches + CLS = 41 tokens per clip
+    seen = []
+    real_launch = _numba.launch
+
+    def recording_launch(kernel, *args):
+        real_launch(kernel, *args)
+        seen.append(_numba.PROFILE[-1])
+
+    for module in ("ssamba.nn.bimamba_fused",):
+        monkeypatch.setattr(f"{module}.launch", recording_launch)
+    with torch.no_grad():
+        forward, backward = measure.scan_profile(lambda: model.forward_features(fbank))
+    (scan,) = [entry for entry in seen if entry[0] == "_biscan_kernel"]
+    assert scan[2][0] == (4, 3 * 41, 384)            # u: (slots, rows, E)
+    assert backward is None
+    assert forward == pytest.approx(scan[1] * numba.get_num_threads() / (4 * 3 * 41 * 384 * 16) * 1e9)
+
+
+def test_import_order_line_and_child_environment(monkeypatch):
+    from ssamba.bench.import_order import _child_env, format_import_orders
+
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    assert "OMP_WAIT_POLICY" not in _child_env()     # a fresh script that imports torch first has none
+    result = {"tokens": 512, "threading_layer": "omp", "ratio": 1.05,
+              "torch-first": {"min_s": 0.1, "median_s": 0.105}, "ssamba-first": {"min_s": 0.098, "median_s": 0.1}}
+    line = format_import_orders(result)
+    assert "import torch; import ssamba` median 105.0 ms (min 100.0)" in line and "ratio 1.050" in line
+
+
+@pytest.mark.slow
+def test_import_orders_measured_in_fresh_interpreters():
+    from ssamba.bench.import_order import measure_import_orders
+
+    result = measure_import_orders(tokens=16, rounds=1, repeats=1, threads=1)
+    assert not result.get("skipped"), result
+    for order in ("torch-first", "ssamba-first"):
+        assert len(result[order]["times_s"]) == 1 and result[order]["min_s"] > 0
+    assert result["ratio"] == pytest.approx(result["torch-first"]["median_s"] / result["ssamba-first"]["median_s"])

@@ -11,8 +11,9 @@ from __future__ import annotations
 import importlib
 import os
 
-# torch's OpenMP threads must not busy-wait while numba's fused scan kernels run on the same
-# cores (measured: 4x slower scans on 2 cores). Only effective before torch is first imported.
+# torch's OpenMP threads should sleep, not busy-wait, between ops on a shared machine. Only
+# effective before torch is first imported; the speed of the fused kernels does not depend on it
+# any more: they run on torch's own OpenMP threads (``ssamba.nn._numba``), whatever the import order.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"

@@ -212,5 +212,18 @@ def format_row(row: dict) -> str:
         return f"{head}  skipped: {row['skipped']}"
     flag = "  [contended]" if row.get("contended") else ""
     total = f" (total {row['peak_total_mib']:.0f})" if row.get("peak_total_mib") is not None else ""
+    clips = f"  {row['clips_per_s']:7.2f} clips/s" if row.get("clips_per_s") else ""
     return (f"{head}  median {row['median_s']:8.3f} s  min {row['min_s']:8.3f} s  "
-            f"peak {row['peak_mem_mib']:8.1f} MiB{total}  {row['tokens_per_s']:9.0f} tok/s{flag}")
+            f"peak {row['peak_mem_mib']:8.1f} MiB{total}  {row['tokens_per_s']:9.0f} tok/s{clips}"
+            f"{scan_rate_text(row)}{flag}")
+
+
+def scan_rate_text(row: dict) -> str:
+    """'  scan 0.61 ns/update (1.6 cycles), backward ...' for SSAMBA rows that have the figures."""
+    parts = []
+    for what, ns, cycles in (("scan", "scan_ns_per_update", "scan_cycles_per_update"),
+                             ("backward", "scan_backward_ns_per_update", "scan_backward_cycles_per_update")):
+        if row.get(ns):
+            clock = f" ({row[cycles]:.2f} cycles)" if row.get(cycles) else ""
+            parts.append(f"{what} {row[ns]:.3f} ns/update{clock}")
+    return "  " + ", ".join(parts) if parts else ""

@@ -76,6 +76,14 @@ class MeasureResult:
     contended: bool = False
     backend: str | None = None
     skipped: str | None = None
+    clips_per_s: float | None = None
+    # SSAMBA on CPU (one extra, instrumented run): the scan kernels' time per state update and core
+    # (kernel wall time x numba threads / updates), forward and (training) backward
+    scan_ns_per_update: float | None = None
+    scan_backward_ns_per_update: float | None = None
+    cpu_mhz: float | None = None               # /proc/cpuinfo's clock, to turn ns into cycles
+    scan_cycles_per_update: float | None = None
+    scan_backward_cycles_per_update: float | None = None
 
 
 def frames_for_tokens(tokens: int, fshape: int = 16, tshape: int = 16, fstride: int = 16, tstride: int = 16,
@@ -161,6 +169,56 @@ def _onnx_step(model, fbank, spec: MeasureSpec, tmp: str):
     return lambda: encoder.run(x)
 
 
+# the fused scan kernels: name -> (index of u (slots, rows, E), index of A (slots, E, N)) in their arguments
+SCAN_KERNELS = {"_biscan_kernel": (0, 3), "_biscan_backward_kernel": (0, 3)}
+
+
+def scan_profile(run) -> tuple[float | None, float | None]:
+    """Core-nanoseconds per state update of the forward and backward scan kernels during ``run()``:
+    every kernel launch is timed (``nn._numba.PROFILE``); updates = slots x rows x E x N."""
+    import numba
+
+    from ssamba.nn import _numba
+
+    _numba.PROFILE = []
+    try:
+        run()
+        launches = _numba.PROFILE
+    finally:
+        _numba.PROFILE = None
+    threads = numba.get_num_threads()
+    rates = []
+    for name in SCAN_KERNELS:
+        seconds = updates = 0
+        for kernel, spent, shapes in launches:
+            if kernel == name:
+                (slots, rows, width), state = shapes[SCAN_KERNELS[name][0]], shapes[SCAN_KERNELS[name][1]][2]
+                seconds += spent
+                updates += slots * rows * width * state
+        rates.append(seconds * threads / updates * 1e9 if updates else None)
+    return rates[0], rates[1]
+
+
+def cpu_mhz() -> float | None:
+    """The clock /proc/cpuinfo reports (first CPU), None where it is not readable."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(float(line.split(":", 1)[1]) for line in f if line.startswith("cpu MHz"))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+def _scan_rates(run, result: MeasureResult) -> None:
+    result.scan_ns_per_update, result.scan_backward_ns_per_update = scan_profile(run)
+    result.cpu_mhz = cpu_mhz()
+    if result.cpu_mhz:
+        ghz = result.cpu_mhz / 1000
+        if result.scan_ns_per_update:
+            result.scan_cycles_per_update = result.scan_ns_per_update * ghz
+        if result.scan_backward_ns_per_update:
+            result.scan_backward_cycles_per_update = result.scan_backward_ns_per_update * ghz
+
+
 def measure(spec: MeasureSpec) -> MeasureResult:
     """Warm up, then time ``repeats`` runs (fewer if over budget) and read the peak memory."""
     if spec.engine == "onnxruntime":
@@ -219,6 +277,7 @@ def _measure(spec: MeasureSpec, tmp: str | None) -> MeasureResult:
     result.median_s = statistics.median(result.times_s)
     result.min_s = min(result.times_s)
     result.tokens_per_s = spec.batch * spec.tokens / result.median_s
+    result.clips_per_s = spec.batch / result.median_s
     if cuda:
         result.peak_total_mib = torch.cuda.max_memory_allocated() / 2**20
         result.peak_mem_mib = result.peak_total_mib - base / 2**20
@@ -226,6 +285,8 @@ def _measure(spec: MeasureSpec, tmp: str | None) -> MeasureResult:
         result.peak_total_mib = _proc_status("VmHWM")
         # the kernel syncs per-thread RSS counters lazily: a tiny peak can read a page below the baseline
         result.peak_mem_mib = max(0.0, result.peak_total_mib - base)
+    if tmp is None and not cuda and spec.model.startswith("ssamba"):
+        _scan_rates(run, result)
     if tmp is not None:
         result.backend = "export" if spec.model.startswith("ssamba") else spec.attention
     elif spec.model.startswith("ssamba"):

@@ -44,9 +44,40 @@ def markdown_table(result: dict) -> str:
         for q in sorted(result["ratios"], key=lambda q: (q["tokens"], q["ssamba"], q["ssast"])):
             mem = f"{q['memory_ratio']:.3f}" if q["memory_ratio"] is not None else "n/a"
             lines.append(f"| {q['tokens']} | {q['ssamba']} | {q['ssast']} | {q['time_ratio']:.3f} | {mem} |")
+    lines += _scan_and_throughput(rows)
+    if result.get("import_order"):
+        from ssamba.bench.import_order import format_import_orders
+        lines += ["", format_import_orders(result["import_order"])]
     if any(r.get("contended") for r in rows):
         lines += ["", "\\* other processes used more than 15 % of the CPU during a repeat: unreliable."]
     return "\n".join(lines) + "\n"
+
+
+def _scan_and_throughput(rows: list[dict]) -> list[str]:
+    """The SSAMBA rows' scan kernel figures (core-ns and cycles per state update), and clips/s of
+    every row when the batch has several clips."""
+    ok = [r for r in rows if not r.get("skipped")]
+    lines = []
+    scan = [r for r in ok if r.get("scan_ns_per_update")]
+    if scan:
+        mhz = next((r["cpu_mhz"] for r in scan if r.get("cpu_mhz")), None)
+        clock = f", cycles at the {mhz:.0f} MHz /proc/cpuinfo reports" if mhz else ""
+        lines += ["", f"Scan kernel: nanoseconds per state update and core (kernel time x threads / updates{clock})",
+                  "", "| tokens | SSAMBA | forward ns (cycles) | backward ns (cycles) | backward / forward |",
+                  "|---|---|---|---|---|"]
+        for r in sorted(scan, key=lambda r: (r["spec"]["tokens"], label(r))):
+            def cell(ns, cycles):
+                return "" if not r.get(ns) else f"{r[ns]:.3f}" + (f" ({r[cycles]:.2f})" if r.get(cycles) else "")
+            back = r.get("scan_backward_ns_per_update")
+            ratio = f"{back / r['scan_ns_per_update']:.2f}" if back else ""
+            lines.append(f"| {r['spec']['tokens']} | {label(r)} | {cell('scan_ns_per_update', 'scan_cycles_per_update')} | "
+                         f"{cell('scan_backward_ns_per_update', 'scan_backward_cycles_per_update')} | {ratio} |")
+    if any(r["spec"]["batch"] > 1 for r in ok):
+        lines += ["", "Throughput", "", "| tokens | batch | configuration | clips/s |", "|---|---|---|---|"]
+        for r in sorted(ok, key=lambda r: (r["spec"]["tokens"], label(r))):
+            lines.append(f"| {r['spec']['tokens']} | {r['spec']['batch']} | {label(r)} | "
+                         f"{r['spec']['batch'] / r['median_s']:.2f} |")
+    return lines
 
 
 def plot(result: dict, path: str | Path) -> None:

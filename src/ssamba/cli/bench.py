@@ -36,6 +36,9 @@ def add_parser(sub) -> None:
                    help="instead: clips/s and audio-seconds/s embedding the audio files of DIR, padded to the window "
                         "vs native length + length buckets, for each of --models (registry names or checkpoints); "
                         "writes corpus.json/.md under --out")
+    p.add_argument("--import-order", action="store_true",
+                   help="also time SSAMBA-tiny (inference, batch 1, the first of --tokens) in two fresh interpreters, "
+                        "one importing torch first and one ssamba first, alternating: one report row")
     p.add_argument("--batch-size", type=int, default=16, help="--corpus: windows per forward pass")
     p.add_argument("--limit", type=int, default=None, help="--corpus: that many clips, spread evenly over the folder")
     p.set_defaults(func=run)
@@ -60,6 +63,13 @@ def run(args) -> int:
                              engines=args.engine, depth=args.depth, quantize=[None if q == "none" else q for q in args.quantize],
                              repeats=args.repeats, threads=args.threads, budget_s=args.budget)
         result = run_benchmark(config, args.out)
+        if args.import_order and mode == "inference":
+            from ssamba.bench.import_order import format_import_orders, measure_import_orders
+            result["import_order"] = measure_import_orders(tokens=args.tokens[0], threads=args.threads)
+            print(format_import_orders(result["import_order"]))
+            if args.out:
+                from ssamba.bench.report import save_results
+                save_results(result, args.out)
         print()
         print(markdown_table(result))
         if args.json:

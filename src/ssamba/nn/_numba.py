@@ -10,8 +10,11 @@ softplus, sigmoid; a bit cast and stack scratch as LLVM intrinsics).
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 import threading
+import time
 
 import llvmlite.binding
 import numba
@@ -40,26 +43,109 @@ def _prefer_512_bit_vectors() -> None:
 _prefer_512_bit_vectors()
 
 
-def _prefer_workqueue_threads() -> None:
-    """Use numba's own "workqueue" thread pool unless the user picked a threading layer.
+def _torch_openmp_is_global() -> bool:
+    """True when torch runs its ops on a GNU-compatible OpenMP runtime that is in the process's
+    global symbol scope (Linux pip/conda builds: torch loads it with RTLD_GLOBAL).
 
-    Measured here (2 cores shared with torch): with the OpenMP layer numba's workers busy-wait
-    after each kernel and steal the cores from torch's ops (and vice versa); a forward call at
-    E=384, L=512 took 7.9 ms instead of 2.5 ms. The workqueue layer is not safe for concurrent
-    launches from several Python threads, so launches below are serialised by a lock. Takes
-    effect only if no numba parallel kernel has run yet in this process.
+    numba's "omp" threading layer binds its ``GOMP_parallel`` calls through that global scope,
+    so its parallel loops then run on torch's own OpenMP thread team: one pool of threads for
+    torch's ops and numba's kernels, nothing left to busy-wait against the other's workers."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import torch
+        if "ATen parallel backend: OpenMP" not in torch.__config__.parallel_info():
+            return False
+        ctypes.CDLL(None).GOMP_parallel  # noqa: B018  (raises AttributeError when absent)
+    except (ImportError, OSError, AttributeError):
+        return False
+    return True
+
+
+def _choose_threading_layer() -> str | None:
+    """numba's thread pool, unless the user picked one with NUMBA_THREADING_LAYER.
+
+    * "omp" when torch's OpenMP runtime is global (above): numba's workers are torch's. This makes
+      the speed independent of import order: with the "workqueue" layer, a script that imported
+      torch before ssamba (so ssamba's OMP_WAIT_POLICY=PASSIVE came too late) had torch's idle
+      OpenMP threads spinning beside numba's workers on the same cores (SSAMBA-tiny ~1.4x slower).
+    * else "workqueue": numba's own pool, which never spins (OpenMP from another runtime would
+      busy-wait against torch's: a forward call at E=384, L=512 took 7.9 ms instead of 2.5 ms).
+    Takes effect only if no numba parallel kernel has run yet in this process.
     """
-    if "NUMBA_THREADING_LAYER" not in os.environ:
-        numba.config.THREADING_LAYER = "workqueue"
+    if "NUMBA_THREADING_LAYER" in os.environ:
+        return None
+    numba.config.THREADING_LAYER = "omp" if _torch_openmp_is_global() else "workqueue"
+    return numba.config.THREADING_LAYER
 
 
-_prefer_workqueue_threads()
+_choose_threading_layer()
+# numba's "workqueue" pool is not safe for concurrent launches from several Python threads, and
+# launches below keep one order of work anyway: every kernel launch holds this lock (``launch``).
 _LAUNCH_LOCK = threading.Lock()
+_POOL: list[int] = []   # [pid that started numba's OpenMP pool (GNU OpenMP is not fork safe), or 0]
+_POOL_LOCK = threading.Lock()
+_SERIAL: dict = {}
+# ssamba.bench sets a list here: every launch then appends (kernel name, seconds, argument shapes)
+PROFILE: list | None = None
+
+
+def _start_pool() -> None:
+    """Start numba's threading layer once, keeping torch's thread count.
+
+    With the "omp" layer numba's pool is torch's OpenMP team, and numba's start-up sets OpenMP's
+    thread count to NUMBA_NUM_THREADS: torch's own setting is put back."""
+    if _POOL:
+        return
+    with _POOL_LOCK:
+        if _POOL:
+            return
+        import torch
+        threads = torch.get_num_threads()
+        numba.get_num_threads()          # starts the layer
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        _POOL.append(os.getpid() if numba.threading_layer() == "omp" else 0)
+
+
+def _forked_child() -> bool:
+    """True in a process forked after its parent started numba's OpenMP pool."""
+    return _POOL[0] not in (0, os.getpid())
+
+
+def _serial_version(kernel):
+    """The same kernel compiled without threads (``prange`` runs as ``range``), for forked children."""
+    if kernel not in _SERIAL:
+        _SERIAL[kernel] = njit(kernel.py_func, parallel=False, fastmath=True, error_model="numpy")
+    return _SERIAL[kernel]
+
+
+def launch(kernel, *args) -> None:
+    """Run a parallel numba kernel, serialised by ``_LAUNCH_LOCK``.
+
+    GNU OpenMP cannot run a team in a process forked after its parent used one (numba would
+    terminate such a child), so a child forked after the "omp" pool started runs the kernels on
+    one thread instead (compiled on first use there)."""
+    _start_pool()
+    if _forked_child():
+        kernel = _serial_version(kernel)
+    with _LAUNCH_LOCK:
+        if PROFILE is None:
+            kernel(*args)
+            return
+        start = time.perf_counter()
+        kernel(*args)
+        PROFILE.append((kernel.py_func.__name__, time.perf_counter() - start,
+                        tuple(getattr(a, "shape", None) for a in args)))
 
 
 def worker_parts(items: int) -> int:
     """How many contiguous ranges of ``items`` to hand to numba's workers (one per thread)."""
+    _start_pool()
+    if _forked_child():
+        return 1
     return max(1, min(numba.get_num_threads(), items))
+
 
 _F = np.float32
 _LOG2E = _F(1.4426950408889634)

@@ -20,12 +20,13 @@ any flip: it is the same mixer with the roles of the two directions' parameters 
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import torch
 from numba import carray, njit, prange
 
 from ssamba.nn._numba import (
-    _LAUNCH_LOCK,
     _LOG2E,
     _ONE,
     _ZERO,
@@ -34,6 +35,7 @@ from ssamba.nn._numba import (
     _sigmoid32,
     _softplus32,
     _stack_float32,
+    launch,
     worker_parts,
 )
 from ssamba.nn.scan_fused import scan_step
@@ -45,34 +47,35 @@ _NO_CKPT = np.zeros((1, 1, 1, 1, 1), dtype=np.float32)
 
 
 @njit(fastmath=True, cache=True, error_model="numpy", inline="always")
-def conv_pre_activation(x, weight, bias, d, row, t, L, acc):
-    """acc[:E] = bias[d] + Σ_k weight[d, k] · x[row + shift_k] for direction ``d``'s depthwise conv:
-    causal for d=0 (x[t - (K-1) + k]); for d=1 the causal conv of the flipped sequence, which in
-    original time order reads x[t + K-1 - k]. ``row`` is time ``t`` of a clip of ``L`` valid
-    tokens; taps outside the clip (before 0, at or after L: padding) read zeros."""
+def conv_pre_activation(x, weight, bias, d, col0, row, t, L, acc):
+    """acc[:E] = bias[d] + Σ_k weight[d, k] · x[row + shift_k, col0:col0 + E] for slot ``d``'s depthwise
+    conv: causal for even d (x[t - (K-1) + k]); for odd d the causal conv of the flipped sequence,
+    which in original time order reads x[t + K-1 - k]. ``row`` is time ``t`` of a clip of ``L``
+    valid tokens; taps outside the clip (before 0, at or after L: padding) read zeros."""
     K = weight.shape[1]
     for e in range(acc.shape[0]):
         acc[e] = bias[d, e]
     for k in range(K):
-        shift = k - (K - 1) if d == 0 else K - 1 - k
+        shift = k - (K - 1) if d % 2 == 0 else K - 1 - k
         if 0 <= t + shift < L:
             for e in range(acc.shape[0]):
-                acc[e] += weight[d, k, e] * x[row + shift, e]
+                acc[e] += weight[d, k, e] * x[row + shift, col0 + e]
 
 
 @njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
 def _conv_silu_kernel(x, weight, bias, out, starts, lengths, parts):
-    """u[d, row] = SiLU(bias[d] + depthwise conv of x), causal for d=0, anti-causal for d=1.
+    """u[s, row] = SiLU(bias[s] + depthwise conv of x) for every slot s = 2·mixer + direction:
+    causal for direction 0, anti-causal for direction 1.
 
-    x: (rows, >=E) rows (only the first E columns are read), clip b's tokens at rows
-    ``starts[b] .. starts[b] + lengths[b] - 1`` (clips packed back to back, see ``clip_rows``);
-    weight: (2, K, E) (tap-major, so the channel loop is contiguous);
-    bias: (2, E); out: (2, rows, E). Rows of different clips never mix. The 2·rows
+    x: (rows, mixers·2E), each mixer's in_proj output [x | z] (only its x columns are read), clip
+    b's tokens at rows ``starts[b] .. starts[b] + lengths[b] - 1`` (clips packed back to back, see
+    ``clip_rows``); weight: (slots, K, E) (tap-major, so the channel loop is contiguous);
+    bias: (slots, E); out: (slots, rows, E). Rows of different clips never mix. The slots·rows
     output rows are split into ``parts`` contiguous ranges, one per worker.
     """
     rows = x.shape[0]
     E = out.shape[2]
-    items = 2 * rows
+    items = out.shape[0] * rows
     per_part = (items + parts - 1) // parts
     for p in prange(parts):
         acc = np.empty(E, dtype=np.float32)
@@ -80,27 +83,31 @@ def _conv_silu_kernel(x, weight, bias, out, starts, lengths, parts):
             d = item // rows
             row = item - d * rows
             b = np.searchsorted(starts, row, side="right") - 1
-            conv_pre_activation(x, weight, bias, d, row, row - starts[b], lengths[b], acc)
+            conv_pre_activation(x, weight, bias, d, (d // 2) * 2 * E, row, row - starts[b], lengths[b], acc)
             for e in range(E):
                 a = acc[e]
                 out[d, row, e] = a * _sigmoid32(a)
 
 
 @njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
-def _biscan_kernel(u, delta, xdbl, A, D, bias, z, out, L, starts, lengths, R, bounds, pre_gate, ckpt, train):
-    """out = (y_fwd + y_bwd + D·u terms) · SiLU(z) / 2 for both scan directions, time-major.
+def _biscan_kernel(u, delta, xdbl, A, D, bias, xz, out, L, starts, lengths, R, bounds, pre_gate, ckpt, train):
+    """out = (y_fwd + y_bwd + D·u terms) · SiLU(z) / 2 for both scan directions of each mixer, time-major.
 
-    u, delta: (2, rows, E); xdbl: (2, rows, R + 2N) with B at columns R.., C at R+N..;
-    A: (2, E, N); D, bias: (2, E) (delta gets softplus(delta + bias)); z: (rows, E) view;
-    out: (rows, E). Clip b is the Lb = ``lengths[b]`` rows from ``starts[b]`` (L: the longest):
-    direction 0 runs t = 0..Lb-1, direction 1 runs t = Lb-1..0. Worker p takes blocks
-    ``bounds[p] .. bounds[p+1] - 1`` (``block_bounds``: equal work, whatever the lengths).
-    ``train``: also keep what the backward needs: ``pre_gate`` (batch·L, E) receives the sum
+    Slot s = 2·m + d holds direction d of mixer m (mixers: 1, or the 2 of a layer pair).
+    u, delta: (slots, rows, E); xdbl: (slots, rows, R + 2N) with B at columns R.., C at R+N..;
+    A: (slots, E, N); D, bias: (slots, E) (delta gets softplus(delta + bias)); xz: (rows,
+    mixers·2E), mixer m's gate z at columns m·2E + E..; out: (rows, mixers·E), mixer m's at
+    columns m·E... Clip b is the Lb = ``lengths[b]`` rows from ``starts[b]`` (L: the longest):
+    direction 0 runs t = 0..Lb-1, direction 1 runs t = Lb-1..0. Blocks are mixer-major
+    (``block_lanes`` within a mixer); worker p takes blocks ``bounds[p] .. bounds[p+1] - 1``
+    (``block_bounds``: equal work, whatever the lengths).
+    ``train``: also keep what the backward needs: ``pre_gate`` (like out) receives the sum
     before the gate, ``ckpt`` (2, blocks, ceil(L / SEGMENT), N, LANES) the state before every
     SEGMENT-th step of each direction (in that direction's step order).
     """
-    E = out.shape[1]
+    E = u.shape[2]
     N = A.shape[2]
+    clip_blocks = starts.shape[0] * ((E + LANES - 1) // LANES)
     for p in prange(bounds.shape[0] - 1):
         dts = np.empty((L, LANES), dtype=np.float32)
         dtus = np.empty((L, LANES), dtype=np.float32)
@@ -110,14 +117,17 @@ def _biscan_kernel(u, delta, xdbl, A, D, bias, z, out, L, starts, lengths, R, bo
         h = carray(_stack_float32(1024), (N, LANES))
         y_row = carray(_stack_float32(16), (LANES,))
         for block in range(bounds[p], bounds[p + 1]):
-            b, base, first = block_lanes(block, E)
+            m = block // clip_blocks
+            b, base, first = block_lanes(block - m * clip_blocks, E)
             row0, valid = starts[b], lengths[b]
+            zcol, ocol = m * 2 * E + E + base, m * E + base
             for t in range(valid):
                 for j in range(LANES):
                     ys[t, j] = _ZERO
             for d in range(2):
-                Bv, Cv = xdbl[d, :, R:R + N], xdbl[d, :, R + N:]
-                load_direction(u, delta, A, D, bias, d, row0, base, first, dts[:valid], None, dtus[:valid],
+                s = 2 * m + d
+                Bv, Cv = xdbl[s, :, R:R + N], xdbl[s, :, R + N:]
+                load_direction(u, delta, A, D, bias, s, row0, base, first, dts[:valid], None, dtus[:valid],
                                ys[:valid], rates)
                 for n in range(N):
                     for j in range(LANES):
@@ -139,12 +149,12 @@ def _biscan_kernel(u, delta, xdbl, A, D, bias, z, out, L, starts, lengths, R, bo
             for t in range(valid):
                 row = row0 + t
                 for j in range(LANES):   # every lane into stack scratch, so the sigmoid vectorises
-                    zt = z[row, base + j]
+                    zt = xz[row, zcol + j]
                     y_row[j] = ys[t, j] * zt * _sigmoid32(zt) * _HALF
                 for j in range(first, LANES):
                     if train:
-                        pre_gate[row, base + j] = ys[t, j]
-                    out[row, base + j] = y_row[j]
+                        pre_gate[row, ocol + j] = ys[t, j]
+                    out[row, ocol + j] = y_row[j]
 
 
 @njit(fastmath=True, cache=True, error_model="numpy", inline="always")
@@ -229,6 +239,48 @@ def block_bounds(valid: np.ndarray, E: int) -> np.ndarray:
     return np.concatenate([[0], cuts, [len(work)]]).astype(np.int64)
 
 
+_PARAM_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def cached(owner, tag: str, tensors, build):
+    """``build()`` once per state of ``tensors``: kept beside ``owner`` (weakly) and rebuilt when any
+    tensor is replaced or changed in place (its storage or ``_version`` moves: an optimizer step,
+    ``load_state_dict``, ``.to()``). For inference only: the result carries no autograd history."""
+    key = tuple((t.data_ptr(), t._version) for t in tensors)
+    slot = _PARAM_CACHE.setdefault(owner, {})
+    hit = slot.get(tag)
+    if hit is None or hit[0] != key:
+        with torch.no_grad():
+            hit = slot[tag] = (key, build())
+    return hit[1]
+
+
+def inference_params(mixer, reverse: bool) -> dict[str, torch.Tensor]:
+    """``_direction_params`` of a mixer, stacked once per parameter state (not once per call)."""
+    return cached(mixer, f"directions{int(reverse)}", list(mixer.parameters()),
+                  lambda: _direction_params(mixer, reverse))
+
+
+def run_mixers(xz: torch.Tensor, params: dict[str, torch.Tensor], starts: np.ndarray, valid: np.ndarray,
+               R: int) -> torch.Tensor:
+    """Gated scan outputs (rows, mixers·E) from in_proj outputs xz (rows, mixers·2E), for 1 mixer or
+    the 2 of a layer pair (params stacked per slot = 2·mixer + direction, as ``_direction_params``)."""
+    rows = xz.shape[0]
+    slots, E = params["A"].shape[0], params["A"].shape[1]
+    u = xz.new_empty(slots, rows, E)
+    bounds = block_bounds(np.tile(valid, slots // 2), E)
+    xz_np = xz.numpy()
+    launch(_conv_silu_kernel, xz_np, params["conv_w"].numpy(), params["conv_b"].numpy(), u.numpy(), starts, valid,
+           bounds.shape[0] - 1)
+    x_dbl = torch.bmm(u, params["x_w"])                                                # (slots, rows, R+2N)
+    delta = torch.bmm(x_dbl[..., :R], params["dt_w"])                                  # (slots, rows, E)
+    y = xz.new_empty(rows, slots // 2 * E)
+    launch(_biscan_kernel, u.numpy(), delta.numpy(), x_dbl.numpy(), params["A"].numpy(), params["D"].numpy(),
+           params["dt_b"].numpy(), xz_np, y.numpy(), int(valid.max(initial=0)), starts, valid, R, bounds,
+           _NO_PRE_GATE, _NO_CKPT, False)
+    return y
+
+
 def bimamba_inference(mixer, hidden: torch.Tensor, reverse: bool = False,
                       lengths: torch.Tensor | None = None) -> torch.Tensor:
     """The mixer's output (batch, L, D) for float32 CPU ``hidden`` without autograd.
@@ -238,31 +290,20 @@ def bimamba_inference(mixer, hidden: torch.Tensor, reverse: bool = False,
     whose outputs are zeros); only those run, and ``reverse`` flips each clip's own tokens.
     """
     batch, length, d_model = hidden.shape
-    E, R = mixer.d_inner, mixer.dt_rank
     starts, valid, keep = clip_rows(lengths, batch, length)
     with torch.no_grad():
-        params = _direction_params(mixer, reverse)
+        params = inference_params(mixer, reverse)
         h = hidden.reshape(batch * length, d_model)
         if keep is not None:
             h = h.index_select(0, keep.to(h.device))
-        rows = h.shape[0]
         xz = torch.matmul(h, mixer.in_proj.weight.t())                                  # (rows, 2E)
-        u = xz.new_empty(2, rows, E)
-        bounds = block_bounds(valid, E)
-        parts = bounds.shape[0] - 1
-        xz_np = xz.numpy()
-        with _LAUNCH_LOCK:
-            _conv_silu_kernel(xz_np, params["conv_w"].numpy(), params["conv_b"].numpy(),
-                              u.numpy(), starts, valid, parts)
-        x_dbl = torch.bmm(u, params["x_w"])                                                # (2, rows, R+2N)
-        delta = torch.bmm(x_dbl[..., :R], params["dt_w"])                                  # (2, rows, E)
-        y = xz.new_empty(rows, E)
-        with _LAUNCH_LOCK:
-            _biscan_kernel(u.numpy(), delta.numpy(), x_dbl.numpy(), params["A"].numpy(),
-                           params["D"].numpy(), params["dt_b"].numpy(), xz_np[:, E:], y.numpy(),
-                           int(valid.max(initial=0)), starts, valid, R, bounds, _NO_PRE_GATE, _NO_CKPT, False)
-        out = torch.matmul(y, mixer.out_proj.weight.t())
-        if keep is None:
-            return out.view(batch, length, -1)
-        return out.new_zeros(batch * length, d_model).index_copy_(0, keep.to(out.device), out).view(
-            batch, length, d_model)
+        out = torch.matmul(run_mixers(xz, params, starts, valid, mixer.dt_rank), mixer.out_proj.weight.t())
+        return scatter_rows(out, keep, batch, length)
+
+
+def scatter_rows(out: torch.Tensor, keep: torch.Tensor | None, batch: int, length: int) -> torch.Tensor:
+    """(rows, D) outputs of the valid tokens -> (batch, length, D), zeros at padding."""
+    if keep is None:
+        return out.view(batch, length, -1)
+    return out.new_zeros(batch * length, out.shape[1]).index_copy_(0, keep.to(out.device), out).view(
+        batch, length, -1)

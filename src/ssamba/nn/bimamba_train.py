@@ -26,7 +26,6 @@ import torch.nn.functional as F
 from numba import carray, njit, prange
 
 from ssamba.nn._numba import (
-    _LAUNCH_LOCK,
     _LOG2E,
     _ONE,
     _ZERO,
@@ -34,6 +33,7 @@ from ssamba.nn._numba import (
     SEGMENT,
     _sigmoid32,
     _stack_float32,
+    launch,
     worker_parts,
 )
 from ssamba.nn.bimamba_fused import (
@@ -169,7 +169,7 @@ def _conv_silu_backward_kernel(x, weight, bias, du, starts, lengths, parts, dx, 
             b = np.searchsorted(starts, row, side="right") - 1
             t = row - starts[b]
             valid = lengths[b]
-            conv_pre_activation(x, weight, bias, d, row, t, valid, acc)
+            conv_pre_activation(x, weight, bias, d, 0, row, t, valid, acc)
             for e in range(E):
                 a = acc[e]
                 s = _sigmoid32(a)
@@ -211,8 +211,7 @@ def _conv(xz: torch.Tensor, conv_w: torch.Tensor, conv_b: torch.Tensor, starts: 
     """u (2, rows, E) = SiLU(conv) of both directions, from the in_proj output (rows, 2E)."""
     rows, E = xz.shape[0], conv_w.shape[2]
     u = xz.new_empty(2, rows, E)
-    with _LAUNCH_LOCK:
-        _conv_silu_kernel(_np(xz), _np(conv_w), _np(conv_b), _np(u), starts, valid, worker_parts(2 * rows))
+    launch(_conv_silu_kernel, _np(xz), _np(conv_w), _np(conv_b), _np(u), starts, valid, worker_parts(2 * rows))
     return u
 
 
@@ -242,10 +241,9 @@ class BiMambaCore(torch.autograd.Function):
         y = xz.new_empty(rows, E)
         pre_gate = xz.new_empty(rows, E)
         ckpt = xz.new_empty(2, blocks, (length + SEGMENT - 1) // SEGMENT, N, LANES)
-        with _LAUNCH_LOCK:
-            _biscan_kernel(_np(u), _np(delta), _np(xdbl), _np(A), _np(D), _np(dt_b),
-                           _np(xz)[:, E:], _np(y), length, starts, valid, R, block_bounds(valid, E), _np(pre_gate),
-                           _np(ckpt), True)
+        launch(_biscan_kernel, _np(u), _np(delta), _np(xdbl), _np(A), _np(D), _np(dt_b),
+                               _np(xz), _np(y), length, starts, valid, R, block_bounds(valid, E), _np(pre_gate),
+                               _np(ckpt), True)
         ctx.save_for_backward(hidden, in_w, conv_w, conv_b, x_w, dt_w, dt_b, A, D, out_w, xdbl, pre_gate, ckpt)
         ctx.length, ctx.starts, ctx.valid = length, starts, valid
         return y @ out_w.t()
@@ -271,11 +269,10 @@ class BiMambaCore(torch.autograd.Function):
         dxdbl_part = xz.new_zeros(parts, 2, rows, 2 * N)
         dA_ch = xz.new_empty(2, batch, E, N)
         dD_ch, dbias_ch = xz.new_empty(2, batch, E), xz.new_empty(2, batch, E)
-        with _LAUNCH_LOCK:
-            _biscan_backward_kernel(_np(u), _np(delta), _np(xdbl), _np(A), _np(D), _np(dt_b),
-                                    _np(z), _np(pre_gate), _np(dy), _np(ckpt), length, starts, valid, R,
-                                    bounds, _np(du), _np(ddelta), _np(dxz)[:, E:], _np(dxdbl_part),
-                                    _np(dA_ch), _np(dD_ch), _np(dbias_ch))
+        launch(_biscan_backward_kernel, _np(u), _np(delta), _np(xdbl), _np(A), _np(D), _np(dt_b),
+                                        _np(z), _np(pre_gate), _np(dy), _np(ckpt), length, starts, valid, R,
+                                        bounds, _np(du), _np(ddelta), _np(dxz)[:, E:], _np(dxdbl_part),
+                                        _np(dA_ch), _np(dD_ch), _np(dbias_ch))
         dxdbl = torch.cat([torch.bmm(ddelta, dt_w.transpose(1, 2)), dxdbl_part.sum(0)], dim=-1)
         d_dt_w = torch.bmm(xdbl[..., :R].transpose(1, 2), ddelta)
         d_x_w = torch.bmm(u.transpose(1, 2), dxdbl)
@@ -283,9 +280,8 @@ class BiMambaCore(torch.autograd.Function):
         conv_parts = worker_parts(rows)
         d_conv_w = conv_w.new_empty(conv_parts, *conv_w.shape)
         d_conv_b = conv_b.new_empty(conv_parts, *conv_b.shape)
-        with _LAUNCH_LOCK:
-            _conv_silu_backward_kernel(_np(xz), _np(conv_w), _np(conv_b), _np(du), starts, valid,
-                                       conv_parts, _np(dxz), _np(d_conv_w), _np(d_conv_b))
+        launch(_conv_silu_backward_kernel, _np(xz), _np(conv_w), _np(conv_b), _np(du), starts, valid,
+                                           conv_parts, _np(dxz), _np(d_conv_w), _np(d_conv_b))
         return (dxz @ in_w, dxz.t() @ hidden, d_conv_w.sum(0), d_conv_b.sum(0), d_x_w, d_dt_w,
                 dbias_ch.sum(1), dA_ch.sum(1), dD_ch.sum(1), d_out_w, None, None, None)
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from ssamba.nn._numba import _LAUNCH_LOCK, _ONE, _sigmoid32, worker_parts
+from ssamba.nn._numba import _ONE, _sigmoid32, launch, worker_parts
 
 
 @njit(fastmath=True, cache=True, error_model="numpy", inline="always")
@@ -86,9 +86,8 @@ class _ConvSiluFunction(torch.autograd.Function):
     def forward(ctx, x, weight, bias):
         batch, C, L = x.shape
         out = torch.empty_like(x)
-        with _LAUNCH_LOCK:
-            _conv_silu_forward(x.detach().view(batch * C, L).numpy(), weight.detach().numpy(),
-                               bias.detach().numpy(), out.view(batch * C, L).numpy(), worker_parts(batch * C))
+        launch(_conv_silu_forward, x.detach().view(batch * C, L).numpy(), weight.detach().numpy(),
+                                   bias.detach().numpy(), out.view(batch * C, L).numpy(), worker_parts(batch * C))
         ctx.save_for_backward(x, weight, bias)
         return out
 
@@ -101,11 +100,10 @@ class _ConvSiluFunction(torch.autograd.Function):
         dx = torch.empty_like(x)
         dweight_rows = x.new_empty(batch, C, K)
         dbias_rows = x.new_empty(batch, C)
-        with _LAUNCH_LOCK:
-            _conv_silu_backward(x.detach().view(batch * C, L).numpy(), weight.detach().numpy(),
-                                bias.detach().numpy(), dout.view(batch * C, L).numpy(),
-                                dx.view(batch * C, L).numpy(), dweight_rows.view(batch * C, K).numpy(),
-                                dbias_rows.view(batch * C).numpy(), worker_parts(batch * C))
+        launch(_conv_silu_backward, x.detach().view(batch * C, L).numpy(), weight.detach().numpy(),
+                                    bias.detach().numpy(), dout.view(batch * C, L).numpy(),
+                                    dx.view(batch * C, L).numpy(), dweight_rows.view(batch * C, K).numpy(),
+                                    dbias_rows.view(batch * C).numpy(), worker_parts(batch * C))
         return dx, dweight_rows.sum(0), dbias_rows.sum(0)
 
 

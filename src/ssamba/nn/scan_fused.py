@@ -32,7 +32,6 @@ from numba import carray, njit, prange
 
 from ssamba.errors import ConfigError
 from ssamba.nn._numba import (
-    _LAUNCH_LOCK,
     _LOG2E,
     _ONE,
     _SOFTPLUS_THRESHOLD,
@@ -44,6 +43,7 @@ from ssamba.nn._numba import (
     _sigmoid32,
     _softplus32,
     _stack_float32,
+    launch,
     worker_parts,
 )
 
@@ -345,12 +345,11 @@ class _FusedScanFunction(torch.autograd.Function):
         out = torch.empty_like(u)
         last = u.new_empty(batch, E, N)
         ckpt = u.new_empty(batch * E, (L + SEGMENT - 1) // SEGMENT, N)
-        with _LAUNCH_LOCK:
-            _forward_kernel(_np(u, channels, L), _np(delta, channels, L), A.detach().numpy(),
-                            _np(Bt, rows, N), _np(Ct, rows, N), D.detach().numpy(),
-                            _np(z, channels, L) if z is not None else _EMPTY_2D,
-                            delta_bias.detach().numpy(), _np(out, channels, L), _np(last, channels, N),
-                            ckpt.numpy(), E, G, bool(softplus), z is not None, worker_parts(channels))
+        launch(_forward_kernel, _np(u, channels, L), _np(delta, channels, L), A.detach().numpy(),
+                                _np(Bt, rows, N), _np(Ct, rows, N), D.detach().numpy(),
+                                _np(z, channels, L) if z is not None else _EMPTY_2D,
+                                delta_bias.detach().numpy(), _np(out, channels, L), _np(last, channels, N),
+                                ckpt.numpy(), E, G, bool(softplus), z is not None, worker_parts(channels))
         ctx.save_for_backward(u, delta, A, Bt, Ct, D, z, delta_bias, ckpt)
         ctx.softplus = bool(softplus)
         return out, last
@@ -371,16 +370,15 @@ class _FusedScanFunction(torch.autograd.Function):
         dD_ch, dbias_ch = u.new_empty(batch, E), u.new_empty(batch, E)
         dBt_part = u.new_zeros(parts, rows, N)
         dCt_part = u.new_zeros(parts, rows, N)
-        with _LAUNCH_LOCK:
-            _backward_kernel(_np(u, channels, L), _np(delta, channels, L), A.detach().numpy(),
-                             _np(Bt, rows, N), _np(Ct, rows, N), D.detach().numpy(),
-                             _np(z, channels, L) if z is not None else _EMPTY_2D,
-                             delta_bias.detach().numpy(), ckpt.numpy(), _np(dout, channels, L),
-                             _np(dlast, channels, N),
-                             _np(du, channels, L), _np(ddelta, channels, L),
-                             _np(dz, channels, L) if dz is not None else _EMPTY_2D,
-                             _np(dA_ch, channels, N), _np(dD_ch, channels), _np(dbias_ch, channels),
-                             dBt_part.numpy(), dCt_part.numpy(), E, G, ctx.softplus, z is not None, parts)
+        launch(_backward_kernel, _np(u, channels, L), _np(delta, channels, L), A.detach().numpy(),
+                                 _np(Bt, rows, N), _np(Ct, rows, N), D.detach().numpy(),
+                                 _np(z, channels, L) if z is not None else _EMPTY_2D,
+                                 delta_bias.detach().numpy(), ckpt.numpy(), _np(dout, channels, L),
+                                 _np(dlast, channels, N),
+                                 _np(du, channels, L), _np(ddelta, channels, L),
+                                 _np(dz, channels, L) if dz is not None else _EMPTY_2D,
+                                 _np(dA_ch, channels, N), _np(dD_ch, channels), _np(dbias_ch, channels),
+                                 dBt_part.numpy(), dCt_part.numpy(), E, G, ctx.softplus, z is not None, parts)
         dBt = (dBt_part.sum(0) if parts > 1 else dBt_part[0]).view(Bt.shape)
         dCt = (dCt_part.sum(0) if parts > 1 else dCt_part[0]).view(Ct.shape)
         return du, ddelta, dA_ch.sum(0), dBt, dCt, dD_ch.sum(0), dz, dbias_ch.sum(0), None
