@@ -152,8 +152,8 @@ def test_ssamba_rows_report_scan_rate_and_every_row_clips_per_second(tmp_path):
 
 
 def test_scan_profile_counts_state_updates(monkeypatch):
-    """A fused forward of a 2-layer SSAMBA (one layer pair) at batch 3 x 41 tokens: one scan launch
-    for the pair's 4 (mixer, direction) slots, and the rate is its seconds x threads / updates."""
+    """A fused forward of a 2-layer SSAMBA (two mixers) at batch 3 x 41 tokens: one scan launch per
+    mixer for its 2 directions, and the rate is their seconds x threads / updates."""
     import numba
     import torch
 
@@ -171,14 +171,14 @@ def test_scan_profile_counts_state_updates(monkeypatch):
         real_launch(kernel, *args)
         seen.append(_numba.PROFILE[-1])
 
-    for module in ("ssamba.nn.bimamba_fused",):
-        monkeypatch.setattr(f"{module}.launch", recording_launch)
+    monkeypatch.setattr("ssamba.nn.bimamba_fused.launch", recording_launch)
     with torch.no_grad():
         forward, backward = measure.scan_profile(lambda: model.forward_features(fbank))
-    (scan,) = [entry for entry in seen if entry[0] == "_biscan_kernel"]
-    assert scan[2][0] == (4, 3 * 41, 384)            # u: (slots, rows, E)
+    scans = [entry for entry in seen if entry[0] == "_biscan_kernel"]
+    assert [entry[2][0] for entry in scans] == [(2, 3 * 41, 384)] * 2     # u: (directions, rows, E)
     assert backward is None
-    assert forward == pytest.approx(scan[1] * numba.get_num_threads() / (4 * 3 * 41 * 384 * 16) * 1e9)
+    seconds = sum(entry[1] for entry in scans)
+    assert forward == pytest.approx(seconds * numba.get_num_threads() / (2 * 2 * 3 * 41 * 384 * 16) * 1e9)
 
 
 def test_import_order_line_and_child_environment(monkeypatch):

@@ -1,7 +1,7 @@
 """Does SSAMBA's speed depend on whether a script imports torch or ssamba first?
 
 Each order runs in a fresh interpreter (``CHILD``, with the environment a fresh script would
-have: without ``OMP_WAIT_POLICY``, which ``import ssamba`` set here): it imports the two
+have: without ``OMP_WAIT_POLICY``, which ``import ssamba`` sets off Linux): it imports the two
 packages in that order, builds SSAMBA-tiny and times inference forwards; the
 two orders alternate (A B A B ...) so a machine that speeds up or slows down over the run
 affects both alike. Reported: min and median seconds per order and the ratio of medians.
@@ -59,7 +59,7 @@ def run_child(order: str, tokens: str, repeats: str, threads: str) -> None:
 
 
 def _child_env() -> dict[str, str]:
-    """This environment without OMP_WAIT_POLICY (``import ssamba`` sets it here; a user's fresh
+    """This environment without OMP_WAIT_POLICY (``import ssamba`` sets it off Linux; a user's fresh
     script that imports torch first runs without it)."""
     return {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
 

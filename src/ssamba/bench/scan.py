@@ -21,12 +21,7 @@ import statistics
 import time
 from dataclasses import asdict, dataclass, field
 
-# torch's OpenMP workers busy-wait after every op and then compete with numba's workers for the
-# same cores (measured: fused forward+backward at L=512 took 4x longer). This only takes effect
-# when set before torch is imported, i.e. when this module is the entry point.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import torch  # noqa: E402
+import torch
 
 from ssamba.bench.measure import cpu_model
 from ssamba.nn.scan import available_backends, selective_scan

@@ -26,7 +26,7 @@ from ssamba.errors import ConfigError
 from ssamba.models.config import EncoderConfig
 from ssamba.nn.droppath import DropPath
 from ssamba.nn.lengths import valid_mask
-from ssamba.nn.mamba import BiMamba, MambaBlock, pair_applies
+from ssamba.nn.mamba import BiMamba, MambaBlock
 from ssamba.nn.patch import PatchEmbed, patch_grid_size, patchify, resize_pos_embed
 from ssamba.nn.transformer import TransformerBlock
 
@@ -375,17 +375,12 @@ class SSAMBA(AudioEncoder):
         hidden, residual = tokens, None
         outputs = []
         for i in range(0, len(self.layers), 2):
-            if pair_applies(self.layers[i], self.layers[i + 1], hidden):
-                # inference on CPU: both blocks in one set of kernel calls (same sums, below)
-                from ssamba.nn.bimamba_pair import pair_inference
-                hidden, residual = pair_inference(self.layers[i], self.layers[i + 1], hidden, residual, lengths)
-            else:
-                hidden_f, residual_f = self.layers[i](hidden, residual, lengths=lengths)
-                # the official flip -> layer -> flip back, computed by the layer in reverse (no copies);
-                # with lengths each clip's own tokens are flipped, as the clip alone would be
-                hidden_b, residual_b = self.layers[i + 1](hidden, residual, reverse=True, lengths=lengths)
-                hidden = hidden_f + hidden_b
-                residual = residual_f + residual_b
+            hidden_f, residual_f = self.layers[i](hidden, residual, lengths=lengths)
+            # the official flip -> layer -> flip back, computed by the layer in reverse (no copies);
+            # with lengths each clip's own tokens are flipped, as the clip alone would be
+            hidden_b, residual_b = self.layers[i + 1](hidden, residual, reverse=True, lengths=lengths)
+            hidden = hidden_f + hidden_b
+            residual = residual_f + residual_b
             if all_layers and i + 2 < len(self.layers):
                 outputs.append(self.norm_f((residual + hidden).to(self.norm_f.weight.dtype)))
         residual = residual + self.drop_path(hidden)

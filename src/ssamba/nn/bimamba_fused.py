@@ -58,8 +58,9 @@ def conv_pre_activation(x, weight, bias, d, col0, row, t, L, acc):
     for k in range(K):
         shift = k - (K - 1) if d % 2 == 0 else K - 1 - k
         if 0 <= t + shift < L:
+            x_row = x[row + shift, col0:col0 + acc.shape[0]]   # a view: no negative-index wrap per e
             for e in range(acc.shape[0]):
-                acc[e] += weight[d, k, e] * x[row + shift, col0 + e]
+                acc[e] += weight[d, k, e] * x_row[e]
 
 
 @njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
@@ -89,11 +90,33 @@ def _conv_silu_kernel(x, weight, bias, out, starts, lengths, parts):
                 out[d, row, e] = a * _sigmoid32(a)
 
 
+CHUNK = 64   # steps per two-phase chunk of ``_biscan_kernel`` (its stack scratch: 3·CHUNK·LANES floats)
+
+
+@njit(fastmath=True, cache=True, error_model="numpy", inline="always")
+def load_chunk(u, delta, D, bias, s, row0, base, first, valid, step0, count, reverse, dts, dtus, skip):
+    """Phase 1 of a chunk: steps ``step0 .. step0+count-1`` of slot ``s`` (in its step order: time
+    t = step, or valid-1-step when ``reverse``) into lane-major stack rows k = step - step0:
+    dts = softplus(delta + bias), dtus = dts·u, skip = D·u. Inert lanes (below ``first``) get zeros."""
+    bias_row, d_row = bias[s, base:base + LANES], D[s, base:base + LANES]
+    for k in range(count):
+        step = step0 + k
+        row = row0 + (valid - 1 - step if reverse else step)
+        u_row, delta_row = u[s, row, base:base + LANES], delta[s, row, base:base + LANES]
+        for j in range(LANES):   # lane views indexed from 0: contiguous vector loads, not gathers
+            keep = _ONE if j >= first else _ZERO
+            ut = u_row[j] * keep
+            dt = _softplus32(delta_row[j] + bias_row[j]) * keep
+            dts[k, j] = dt
+            dtus[k, j] = dt * ut
+            skip[k, j] = d_row[j] * ut
+
+
 @njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
 def _biscan_kernel(u, delta, xdbl, A, D, bias, xz, out, L, starts, lengths, R, bounds, pre_gate, ckpt, train):
     """out = (y_fwd + y_bwd + D·u terms) · SiLU(z) / 2 for both scan directions of each mixer, time-major.
 
-    Slot s = 2·m + d holds direction d of mixer m (mixers: 1, or the 2 of a layer pair).
+    Slot s = 2·m + d holds direction d of mixer m (the callers pass one mixer; the layout takes several).
     u, delta: (slots, rows, E); xdbl: (slots, rows, R + 2N) with B at columns R.., C at R+N..;
     A: (slots, E, N); D, bias: (slots, E) (delta gets softplus(delta + bias)); xz: (rows,
     mixers·2E), mixer m's gate z at columns m·2E + E..; out: (rows, mixers·E), mixer m's at
@@ -104,16 +127,22 @@ def _biscan_kernel(u, delta, xdbl, A, D, bias, xz, out, L, starts, lengths, R, b
     ``train``: also keep what the backward needs: ``pre_gate`` (like out) receives the sum
     before the gate, ``ckpt`` (2, blocks, ceil(L / SEGMENT), N, LANES) the state before every
     SEGMENT-th step of each direction (in that direction's step order).
+    Computed in chunks of CHUNK steps, two phases each (``load_chunk``): the steps' softplus(delta
+    + bias), dt·u and D·u into stack rows (which cannot alias the inputs, so that loop vectorises
+    with plain loads), then the recurrence reading them from L1. Measured (Zen 5, one thread, one
+    mixer at 512 tokens, interleaved, min of 40): 0.218 core-ns per state update, 0.251 with
+    whole-clip heap scratch (``load_direction``).
     """
     E = u.shape[2]
     N = A.shape[2]
     clip_blocks = starts.shape[0] * ((E + LANES - 1) // LANES)
     for p in prange(bounds.shape[0] - 1):
-        dts = np.empty((L, LANES), dtype=np.float32)
-        dtus = np.empty((L, LANES), dtype=np.float32)
         ys = np.empty((L, LANES), dtype=np.float32)
         # stack scratch cannot alias the arrays above, so LLVM vectorises the lane loops freely
-        rates = carray(_stack_float32(1024), (N, LANES))     # 1024 = MAX_STATE · LANES
+        dts = carray(_stack_float32(1024), (CHUNK, LANES))      # 1024 = CHUNK · LANES
+        dtus = carray(_stack_float32(1024), (CHUNK, LANES))
+        skip = carray(_stack_float32(1024), (CHUNK, LANES))
+        rates = carray(_stack_float32(1024), (N, LANES))        # 1024 = MAX_STATE · LANES
         h = carray(_stack_float32(1024), (N, LANES))
         y_row = carray(_stack_float32(16), (LANES,))
         for block in range(bounds[p], bounds[p + 1]):
@@ -127,34 +156,37 @@ def _biscan_kernel(u, delta, xdbl, A, D, bias, xz, out, L, starts, lengths, R, b
             for d in range(2):
                 s = 2 * m + d
                 Bv, Cv = xdbl[s, :, R:R + N], xdbl[s, :, R + N:]
-                load_direction(u, delta, A, D, bias, s, row0, base, first, dts[:valid], None, dtus[:valid],
-                               ys[:valid], rates)
                 for n in range(N):
                     for j in range(LANES):
-                        rates[n, j] *= _LOG2E          # decay = 2^(dt·A·log2 e)
+                        rates[n, j] = A[s, base + j, n] * (_LOG2E if j >= first else _ZERO)   # 2^(dt·A·log2 e)
                         h[n, j] = _ZERO
-                for step in range(valid):
-                    t = step if d == 0 else valid - 1 - step
-                    row = row0 + t
-                    if train and step % SEGMENT == 0:
-                        k = step // SEGMENT
-                        for n in range(N):
-                            for j in range(LANES):
-                                ckpt[d, block, k, n, j] = h[n, j]
-                    for j in range(LANES):
-                        y_row[j] = _ZERO
-                    scan_step(h, rates, dts, dtus, t, Bv, Cv, row, y_row)
-                    for j in range(LANES):
-                        ys[t, j] += y_row[j]
+                for step0 in range(0, valid, CHUNK):
+                    count = min(CHUNK, valid - step0)
+                    load_chunk(u, delta, D, bias, s, row0, base, first, valid, step0, count, d == 1, dts, dtus, skip)
+                    for k in range(count):
+                        step = step0 + k
+                        t = step if d == 0 else valid - 1 - step
+                        if train and step % SEGMENT == 0:
+                            for n in range(N):
+                                for j in range(LANES):
+                                    ckpt[d, block, step // SEGMENT, n, j] = h[n, j]
+                        for j in range(LANES):
+                            y_row[j] = skip[k, j]
+                        scan_step(h, rates, dts, dtus, k, Bv, Cv, row0 + t, y_row)
+                        for j in range(LANES):
+                            ys[t, j] += y_row[j]
             for t in range(valid):
                 row = row0 + t
+                out_row = out[row, ocol:ocol + LANES]
                 for j in range(LANES):   # every lane into stack scratch, so the sigmoid vectorises
                     zt = xz[row, zcol + j]
                     y_row[j] = ys[t, j] * zt * _sigmoid32(zt) * _HALF
-                for j in range(first, LANES):
-                    if train:
-                        pre_gate[row, ocol + j] = ys[t, j]
-                    out[row, ocol + j] = y_row[j]
+                if train:
+                    gate_row = pre_gate[row, ocol:ocol + LANES]
+                    for j in range(first, LANES):
+                        gate_row[np.uint64(j)] = ys[t, j]
+                for j in range(first, LANES):   # unsigned: no negative-index wrap, a plain masked store
+                    out_row[np.uint64(j)] = y_row[j]
 
 
 @njit(fastmath=True, cache=True, error_model="numpy", inline="always")
@@ -182,18 +214,20 @@ def load_direction(u, delta, A, D, bias, d, row0, base, first, dts, us, dtus, sk
     """
     L = dts.shape[0]
     N = rates.shape[0]
+    bias_row, d_row = bias[d, base:base + LANES], D[d, base:base + LANES]
     for t in range(L):
         row = row0 + t
-        for j in range(LANES):
+        u_row, delta_row = u[d, row, base:base + LANES], delta[d, row, base:base + LANES]
+        for j in range(LANES):   # lane views indexed from 0: contiguous vector loads, not gathers
             keep = _ONE if j >= first else _ZERO
-            ut = u[d, row, base + j] * keep
-            dt = _softplus32(delta[d, row, base + j] + bias[d, base + j]) * keep
+            ut = u_row[j] * keep
+            dt = _softplus32(delta_row[j] + bias_row[j]) * keep
             dts[t, j] = dt
             dtus[t, j] = dt * ut
             if us is not None:
                 us[t, j] = ut
             if skip is not None:
-                skip[t, j] += D[d, base + j] * ut
+                skip[t, j] += d_row[j] * ut
     for n in range(N):
         for j in range(LANES):
             rates[n, j] = A[d, base + j, n] * (_ONE if j >= first else _ZERO)
@@ -263,8 +297,8 @@ def inference_params(mixer, reverse: bool) -> dict[str, torch.Tensor]:
 
 def run_mixers(xz: torch.Tensor, params: dict[str, torch.Tensor], starts: np.ndarray, valid: np.ndarray,
                R: int) -> torch.Tensor:
-    """Gated scan outputs (rows, mixers·E) from in_proj outputs xz (rows, mixers·2E), for 1 mixer or
-    the 2 of a layer pair (params stacked per slot = 2·mixer + direction, as ``_direction_params``)."""
+    """Gated scan outputs (rows, mixers·E) from in_proj outputs xz (rows, mixers·2E), params stacked
+    per slot = 2·mixer + direction (``_direction_params``: one mixer's two directions)."""
     rows = xz.shape[0]
     slots, E = params["A"].shape[0], params["A"].shape[1]
     u = xz.new_empty(slots, rows, E)

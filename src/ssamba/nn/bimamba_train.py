@@ -98,8 +98,9 @@ def _biscan_backward_kernel(u, delta, xdbl, A, D, bias, z, pre_gate, dout, ckpt,
                     go = dout[row, base + j] * (_HALF if j >= first else _ZERO)
                     lane_out[j] = go * pre_gate[row, base + j] * s * (_ONE + zt * (_ONE - s))
                     gs[t, j] = go * zt * s
-                for j in range(first, LANES):
-                    dz[row, base + j] = lane_out[j]
+                dz_row = dz[row, base:base + LANES]
+                for j in range(first, LANES):   # a view and unsigned lanes: a masked store, not a scatter
+                    dz_row[np.uint64(j)] = lane_out[j]
             for d in range(2):
                 load_direction(u, delta, A, D, bias, d, row0, base, first, dts[:valid], us[:valid],
                                dtus[:valid], None, rates)
@@ -119,16 +120,19 @@ def _biscan_backward_kernel(u, delta, xdbl, A, D, bias, z, pre_gate, dout, ckpt,
                 for j in range(LANES):
                     dbias_acc[j] = _ZERO
                     dD_acc[j] = _ZERO
+                bias_row = bias[d, base:base + LANES]
                 for t in range(valid):
                     row = row0 + t
+                    delta_row = delta[d, row, base:base + LANES]   # a view: contiguous loads, not gathers
                     for j in range(LANES):
-                        g = ddts[t, j] * _sigmoid32(delta[d, row, base + j] + bias[d, base + j])  # 0 if inert
+                        g = ddts[t, j] * _sigmoid32(delta_row[j] + bias_row[j])  # 0 if inert
                         lane_out[j] = g
                         dbias_acc[j] += g
                         dD_acc[j] += gs[t, j] * us[t, j]
+                    ddelta_row, du_row_out = ddelta[d, row, base:base + LANES], du[d, row, base:base + LANES]
                     for j in range(first, LANES):
-                        ddelta[d, row, base + j] = lane_out[j]
-                        du[d, row, base + j] = dus[t, j]
+                        ddelta_row[np.uint64(j)] = lane_out[j]
+                        du_row_out[np.uint64(j)] = dus[t, j]
                 for j in range(first, LANES):
                     dbias_ch[d, b, base + j] = dbias_acc[j]
                     dD_ch[d, b, base + j] = dD_acc[j]

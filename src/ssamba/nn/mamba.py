@@ -33,7 +33,6 @@ from ssamba.nn.lengths import flip_clips, valid_mask
 from ssamba.nn.scan import _fused_lanes, _fused_max_state, _numba_works, resolve_backend, selective_scan
 
 FUSED_TRAINING_ENV = "SSAMBA_FUSED_TRAINING"
-FUSED_PAIR_ENV = "SSAMBA_FUSED_PAIR"
 
 
 def _init_dt_proj(dt_proj: nn.Linear, dt_rank: int, dt_min: float = 1e-3, dt_max: float = 0.1,
@@ -205,16 +204,3 @@ class MambaBlock(nn.Module):
         hidden = self.mixer(self.norm(residual.to(self.norm.weight.dtype)), reverse=reverse, lengths=lengths)
         return hidden, residual
 
-
-def pair_applies(block_f: MambaBlock, block_b: MambaBlock, hidden: torch.Tensor) -> bool:
-    """True when a layer pair may run as one (``nn.bimamba_pair.pair_inference``): both blocks would
-    take the fused inference kernels (no autograd), their drop-paths are identities, and their
-    LayerNorms have affines of one shape and one eps. ``SSAMBA_FUSED_PAIR=0``: never."""
-    if os.environ.get(FUSED_PAIR_ENV, "1") == "0":
-        return False
-    norms = (block_f.norm, block_b.norm)
-    return (all(n.weight is not None and n.bias is not None for n in norms)
-            and norms[0].eps == norms[1].eps and norms[0].normalized_shape == norms[1].normalized_shape
-            and all(b.drop_path.p == 0.0 or not b.drop_path.training for b in (block_f, block_b))
-            and all(b.mixer._fused_kernels_apply(hidden) and not b.mixer._needs_grad(hidden)
-                    for b in (block_f, block_b)))
