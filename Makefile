@@ -25,7 +25,8 @@ $(STAMP): pyproject.toml constraints.txt
 NUMERIC_TESTS := tests/test_fbank.py tests/test_scan.py tests/test_models_fused.py tests/test_models.py \
 	tests/test_official_parity.py tests/test_layer_outputs.py tests/test_inference.py \
 	tests/test_bimamba_train.py tests/test_scan_export.py tests/test_band_pooling.py tests/test_lengths.py \
-	tests/test_transformers_adapter.py tests/test_native_embed.py tests/test_dynamic_padding.py
+	tests/test_transformers_adapter.py tests/test_native_embed.py tests/test_dynamic_padding.py \
+	tests/test_mixer_groups.py
 
 test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -322,6 +322,7 @@ def bimamba_inference(mixer, hidden: torch.Tensor, reverse: bool = False,
     ``reverse=True`` gives ``flip(mixer(flip(hidden)))`` without flipping anything.
     ``lengths`` (batch,): clip b's valid tokens are its first ``lengths[b]`` (then padding,
     whose outputs are zeros); only those run, and ``reverse`` flips each clip's own tokens.
+    Clips go through in groups of about GROUP_ROWS tokens (``clip_groups``).
     """
     batch, length, d_model = hidden.shape
     starts, valid, keep = clip_rows(lengths, batch, length)
@@ -330,9 +331,31 @@ def bimamba_inference(mixer, hidden: torch.Tensor, reverse: bool = False,
         h = hidden.reshape(batch * length, d_model)
         if keep is not None:
             h = h.index_select(0, keep.to(h.device))
-        xz = torch.matmul(h, mixer.in_proj.weight.t())                                  # (rows, 2E)
-        out = torch.matmul(run_mixers(xz, params, starts, valid, mixer.dt_rank), mixer.out_proj.weight.t())
+        out = h.new_empty(h.shape[0], d_model)
+        for first, last in clip_groups(valid, GROUP_ROWS):
+            rows = slice(int(starts[first]), int(starts[last - 1] + valid[last - 1]))
+            xz = torch.matmul(h[rows], mixer.in_proj.weight.t())                          # (rows, 2E)
+            y = run_mixers(xz, params, starts[first:last] - starts[first], valid[first:last], mixer.dt_rank)
+            torch.matmul(y, mixer.out_proj.weight.t(), out=out[rows])
         return scatter_rows(out, keep, batch, length)
+
+
+# Clips run through a mixer in groups of about this many tokens, so that a group's intermediates
+# (~10 floats of E per token) stay in cache: batch 16 x 512 tokens, SSAMBA-tiny, 2 threads,
+# interleaved medians: 13.8 clips/s in one group, 16.1 in groups of 2048 (15.4 of 1024).
+GROUP_ROWS = 2048
+
+
+def clip_groups(valid: np.ndarray, rows: int) -> list[tuple[int, int]]:
+    """Consecutive clips in groups of about ``rows`` tokens (at least one clip each): (first, end)."""
+    groups, first, count = [], 0, 0
+    for b, n in enumerate(valid):
+        if count and count + n > rows:
+            groups.append((first, b))
+            first, count = b, 0
+        count += int(n)
+    groups.append((first, len(valid)))
+    return groups
 
 
 def scatter_rows(out: torch.Tensor, keep: torch.Tensor | None, batch: int, length: int) -> torch.Tensor:
