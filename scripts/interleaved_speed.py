@@ -48,8 +48,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     mhz = cpu_mhz()
-    print(f"{args.threads} threads, {args.repeats} interleaved repeats, numba layer {numba.config.THREADING_LAYER}, "
-          f"clock {mhz} MHz")
+    print(f"{args.threads} threads, {args.repeats} interleaved repeats, clock {mhz} MHz (/proc/cpuinfo)")
     for name, (batch, frames, depth, train) in SHAPES.items():
         if args.only and not any(s in name for s in args.only):
             continue
@@ -83,7 +82,7 @@ def main() -> None:
             line += f", backward {min(backward):.3f} ({min(backward) / min(forward):.2f}x)"
         if mhz:
             line += f"; forward {min(forward) * mhz / 1e3:.2f} cycles at {mhz:.0f} MHz"
-        print(line)
+        print(line + f" (numba threading layer: {numba.threading_layer()})")
 
 
 if __name__ == "__main__":
