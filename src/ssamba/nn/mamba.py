@@ -203,4 +203,3 @@ class MambaBlock(nn.Module):
         residual = hidden if residual is None else residual + self.drop_path(hidden)
         hidden = self.mixer(self.norm(residual.to(self.norm.weight.dtype)), reverse=reverse, lengths=lengths)
         return hidden, residual
-
