@@ -76,8 +76,10 @@ def test_report_names_the_official_weights_and_their_rows(used):
     info = skipped("offline mode (HF_HUB_OFFLINE=1) and they are not in the Hugging Face cache")
     if used:
         info.used, info.path, info.reason, info.shape = True, "/cache/ssamba_tiny_400.pth", None, "D=192, 24 layers"
+        info.window_frames = 200
     doc = _document(info, methods + ([METHOD] if used else []))
     assert ("p", info.sentence()) in doc
+    assert ("same 200-frame windows" in info.sentence()) == used
     headline = next(b for b in doc if b[0] == "table" and "majority" in b[1])
     assert (METHOD in headline[1]) == used and len(headline[1]) == 2 + len(methods) + used
 
@@ -99,4 +101,5 @@ def test_quick_demo_with_official_weights_in_the_cache(hub_cache, tmp_path):
     assert {METHOD, METHOD + ", mean‖std", METHOD + ", bands", METHOD + ", fine-tuned"} <= methods
     saved = json.loads((tmp_path / "out" / "results.json").read_text())["official"]
     assert saved["used"] and saved["file"] == "ssamba_tiny_400.pth"
+    assert saved["window_frames"] == DemoConfig.quick_preset().crop_frames   # run at the demo's windows
     assert "Official weights: `ssamba_tiny_400.pth`" in result.report_md.read_text()

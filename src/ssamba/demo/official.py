@@ -37,12 +37,16 @@ class OfficialWeights:
     path: str | None = None
     reason: str | None = None
     shape: str | None = None      # width and depth read from the file, e.g. "D=192, 24 layers"
+    window_frames: int | None = None   # the demo's window it runs at (its own is 1024 frames)
 
     def sentence(self) -> str:
         """One line for the report."""
         if self.used:
+            window = "" if self.window_frames is None else (
+                f" and the same {self.window_frames}-frame windows (positional embedding cropped to them, as the "
+                "official fine-tuning does for shorter clips)")
             return (f"Official weights: `{self.file}` ({self.address}; SSAMBA {self.shape}, pretrained on "
-                    f"{self.trained_on}), probed and fine-tuned with the same recipes: rows \"{METHOD}\".")
+                    f"{self.trained_on}), probed and fine-tuned with the same recipes{window}: rows \"{METHOD}\".")
         return f"Official SSAMBA-tiny weights ({self.address}) skipped: {self.reason}."
 
     def row(self) -> dict:
