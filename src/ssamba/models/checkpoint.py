@@ -168,10 +168,7 @@ def checkpoint_folder(source: str | os.PathLike) -> Path:
 def stage_for_hub(source, folder: str | os.PathLike, repo_id: str | None = None) -> Path:
     """Write into ``folder`` what a Hub repo of ``source`` holds: config.json, model.safetensors
     (+ extra_state, + a fine-tuned head and task.json) and README.md, the model card with the run's
-    record. ``source``: an AudioEncoder, a checkpoint folder, a run folder, an official .pth or an address."""
-    if isinstance(source, AudioEncoder):
-        return write_encoder_files(folder, source.config.to_dict(), source.state_dict(),
-                                   card=model_card(source.config.to_dict(), repo_id=repo_id))
+    record. ``source``: a checkpoint folder, a run folder, an official .pth or an address."""
     local = Path(source) if not hub.is_address(source) else None
     checkpoint = checkpoint_folder(local) if local is not None and local.is_dir() else None
     config, state, extra = load_state(checkpoint if checkpoint is not None else source)
@@ -203,9 +200,10 @@ def push_to_hub(source, repo_id: str, private: bool | None = None, token: str | 
     """Upload an encoder, checkpoint folder or training run to the Hub repo ``repo_id`` (created if
     needed) as config.json + model.safetensors + README.md; returns the commit URL.
     ``ssamba.load(f"hf://{repo_id}")`` loads it back."""
+    if isinstance(source, AudioEncoder):
+        return source.push_to_hub(repo_id, private=private, token=token, commit_message=commit_message)
     hub.check_repo_id(repo_id)   # before staging: a typo costs nothing
-    what = "an encoder" if isinstance(source, AudioEncoder) else str(source)
     with tempfile.TemporaryDirectory(prefix="ssamba-push-") as tmp:
         staged = stage_for_hub(source, Path(tmp) / "repo", repo_id=repo_id)
         return hub.upload_folder(staged, repo_id, private=private, token=token,
-                                 commit_message=commit_message or f"Upload ssamba checkpoint ({what})")
+                                 commit_message=commit_message or f"Upload ssamba checkpoint ({source})")

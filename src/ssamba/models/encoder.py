@@ -258,17 +258,21 @@ class AudioEncoder(nn.Module):
         """Write ``config.json`` + ``model.safetensors`` into ``directory`` (atomically, file by file)."""
         write_encoder_files(directory, self.config.to_dict(), self.state_dict())
 
-    def push_to_hub(self, repo_id: str, **kwargs) -> str:
-        """Upload config, weights and model card to the Hub repo ``repo_id`` (see ``ssamba.push_to_hub``)."""
+    def push_to_hub(self, repo_id: str, private: bool | None = None, token: str | bool | None = None,
+                    commit_message: str | None = None) -> str:
+        """Upload config, weights and model card to the Hub repo ``repo_id`` (created if needed);
+        returns the commit URL. ``ssamba.push_to_hub`` also takes folders and runs."""
         import tempfile
 
         from ssamba.checkpoints.card import model_card
-        from ssamba.checkpoints.hub import upload_folder
+        from ssamba.checkpoints.hub import check_repo_id, upload_folder
 
+        check_repo_id(repo_id)
         with tempfile.TemporaryDirectory(prefix="ssamba-push-") as tmp:
             config = self.config.to_dict()
             write_encoder_files(tmp, config, self.state_dict(), card=model_card(config, repo_id=repo_id))
-            return upload_folder(tmp, repo_id, **kwargs)
+            return upload_folder(tmp, repo_id, private=private, token=token,
+                                 commit_message=commit_message or "Upload ssamba checkpoint (an encoder)")
 
 
 def _zero_padding(tokens: torch.Tensor, counts: torch.Tensor | None) -> torch.Tensor:
