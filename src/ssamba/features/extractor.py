@@ -175,7 +175,11 @@ def pad_or_crop(fbank: torch.Tensor, target_length: int | None) -> torch.Tensor:
 
 def feature_config_for(model) -> FeatureConfig:
     """The input pipeline an encoder was trained with (recorded in its config)."""
-    spec = model.config.features
+    return feature_config_of(model.config.features)
+
+
+def feature_config_of(spec) -> FeatureConfig:
+    """An encoder config's ``features`` entry (a FeatureConfig, a preset name or a dict) as a FeatureConfig."""
     if isinstance(spec, FeatureConfig):
         return spec
     if isinstance(spec, str):

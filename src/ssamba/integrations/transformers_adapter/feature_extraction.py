@@ -30,7 +30,7 @@ from transformers.utils import FEATURE_EXTRACTOR_NAME, cached_file
 from ssamba.audio import load_audio
 from ssamba.errors import AudioError, CheckpointError, ConfigError
 from ssamba.features import FeatureConfig, FeatureExtractor
-from ssamba.features.extractor import feature_config_for
+from ssamba.features.extractor import feature_config_of
 from ssamba.features.fbank import num_frames
 from ssamba.integrations.transformers_adapter.addresses import hub_arguments
 from ssamba.models.config import EncoderConfig
@@ -75,7 +75,7 @@ class SsambaFeatureExtractor(SequenceFeatureExtractor):
     @classmethod
     def from_encoder_config(cls, config: EncoderConfig, preset: str | None = None) -> "SsambaFeatureExtractor":
         """The extractor an encoder expects: its ``features`` (or the named ``preset``), ``input_tdim`` frames."""
-        features = FeatureConfig.preset(preset) if preset else feature_config_for(_Holder(config))
+        features = FeatureConfig.preset(preset) if preset else feature_config_of(config.features)
         return cls.from_feature_config(features, config.input_tdim)
 
     @classmethod
@@ -126,13 +126,6 @@ class SsambaFeatureExtractor(SequenceFeatureExtractor):
         if self.return_attention_mask if return_attention_mask is None else return_attention_mask:
             data["attention_mask"] = mask
         return BatchFeature({k: v.numpy() for k, v in data.items()}, tensor_type=return_tensors)
-
-
-@dataclasses.dataclass
-class _Holder:
-    """Something with a ``config`` for ``feature_config_for``."""
-
-    config: EncoderConfig
 
 
 def _as_list(raw_speech) -> list:
