@@ -1,5 +1,5 @@
 """ssamba.audio: load audio files or arrays as float32 mono tensors at 16 kHz, with clear errors."""
 
-from ssamba.audio.io import AUDIO_EXTENSIONS, AudioInfo, audio_info, list_audio_files, load_audio, resample
+from ssamba.audio.io import AUDIO_EXTENSIONS, AudioInfo, audio_info, list_audio_files, load_audio, read_samples, resample
 
-__all__ = ["AUDIO_EXTENSIONS", "AudioInfo", "audio_info", "list_audio_files", "load_audio", "resample"]
+__all__ = ["AUDIO_EXTENSIONS", "AudioInfo", "audio_info", "list_audio_files", "load_audio", "read_samples", "resample"]

@@ -93,7 +93,7 @@ def load_audio(
     target_sr = _check_rate(target_sr, "target_sr")
     if isinstance(source, (str, os.PathLike)):
         name = _check_path(source)
-        samples, sr = _read_file(name)
+        samples, sr = read_samples(name, name)
         if sample_rate is not None and _check_rate(sample_rate, "sample_rate") != sr:
             raise AudioError(f"{name}: file is sampled at {sr} Hz but sample_rate={sample_rate} was given")
     elif isinstance(source, (np.ndarray, torch.Tensor)):
@@ -142,10 +142,11 @@ def _check_path(path: str | os.PathLike) -> str:
     return name
 
 
-def _read_file(name: str) -> tuple[np.ndarray, int]:
-    """Decode a file to (mono float32 samples, sample rate)."""
+def read_samples(source, name: str) -> tuple[np.ndarray, int]:
+    """Decode ``source`` (a file name, or a binary file object such as a dataset row's bytes) to
+    (mono float32 samples, sample rate); errors are AudioErrors naming ``name``."""
     try:
-        data, sr = sf.read(name, dtype="float32", always_2d=True)
+        data, sr = sf.read(source, dtype="float32", always_2d=True)
     except Exception as exc:
         raise AudioError(f"{name}: not a readable audio file ({_short(exc)})") from None
     if data.shape[0] == 0:

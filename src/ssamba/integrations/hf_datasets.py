@@ -26,13 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl
 
-import numpy as np
 import soundfile as sf
 import torch
 
-from ssamba.audio import load_audio
+from ssamba.audio import load_audio, read_samples
 from ssamba.data.manifests import SPLITS, AudioItem, DatasetSpec, Manifest
-from ssamba.errors import DataError
+from ssamba.errors import AudioError, DataError
 
 PREFIX = "hf-dataset:"
 DEFAULT_SPLITS = {"train": ("train",), "valid": ("validation", "valid", "dev"), "test": ("test",)}
@@ -209,12 +208,12 @@ def decode_audio(value, where: str, pad_short: bool = False) -> torch.Tensor:
     """Decode a row's audio as ssamba decodes a file: soundfile, mono mix, resampling to 16 kHz
     (``pad_short``: a clip shorter than one frame is padded, as pretraining reads files)."""
     try:
-        data, rate = sf.read(_payload(value, where), dtype="float32", always_2d=True)
-        samples = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float64).astype(np.float32)
-        return load_audio(np.ascontiguousarray(samples), sample_rate=rate, pad_short=pad_short)
-    except DataError:
-        raise
-    except Exception as exc:   # soundfile's errors, or AudioError (NaN samples, a clip too short)
+        samples, rate = read_samples(_payload(value, where), where)
+    except AudioError as exc:   # names the row already
+        raise DataError(str(exc)) from None
+    try:
+        return load_audio(samples, sample_rate=rate, pad_short=pad_short)
+    except AudioError as exc:   # NaN samples, a clip too short
         raise DataError(f"{where}: {_first_line(exc)}") from None
 
 
