@@ -168,13 +168,8 @@ class FinetuneTask(nn.Module):
     def embed(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor | list[torch.Tensor]:
         """What the head reads: the pooled clip embedding, or one per layer for the weighted sum
         (``lengths``: the clips' frames in a dynamically padded batch)."""
-        if lengths is None:
-            if self.layers == "weighted_sum":
-                return layer_embeddings(self.encoder, features, self.pooling)
-            return pool_tokens(self.encoder, self.encoder.forward_features(features), self.pooling)
         if self.layers == "weighted_sum":
-            return [pool_tokens(self.encoder, tokens, self.pooling, lengths)
-                    for tokens in self.encoder.forward_layers(features, lengths=lengths)]
+            return layer_embeddings(self.encoder, features, self.pooling, lengths)
         return pool_tokens(self.encoder, self.encoder.forward_features(features, lengths=lengths), self.pooling, lengths)
 
     def logits(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:

@@ -38,6 +38,8 @@ class WeightedLayerSum(nn.Module):
         return (norm.view(-1, *[1] * (stacked.dim() - 1)) * stacked).sum(dim=0)
 
 
-def layer_embeddings(encoder: nn.Module, fbank: torch.Tensor, pooling: str = "mean") -> list[torch.Tensor]:
-    """The clip embedding of every layer of ``encoder`` (shallowest first), pooled by ``pooling``."""
-    return [pool_tokens(encoder, tokens, pooling) for tokens in encoder.forward_layers(fbank)]
+def layer_embeddings(encoder: nn.Module, fbank: torch.Tensor, pooling: str = "mean",
+                     lengths: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """The clip embedding of every layer of ``encoder`` (shallowest first), pooled by ``pooling``
+    (``lengths``: the clips' frames in a padded batch, see ``AudioEncoder.forward_features``)."""
+    return [pool_tokens(encoder, tokens, pooling, lengths) for tokens in encoder.forward_layers(fbank, lengths=lengths)]

@@ -25,7 +25,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceCl
 from transformers.utils import cached_file
 
 from ssamba.downstream.finetune import ClassificationHead
-from ssamba.downstream.layer_sum import WeightedLayerSum
+from ssamba.downstream.layer_sum import WeightedLayerSum, layer_embeddings
 from ssamba.errors import CheckpointError
 from ssamba.integrations.transformers_adapter.addresses import hub_arguments
 from ssamba.integrations.transformers_adapter.configuration import SsambaConfig, SsastConfig
@@ -128,8 +128,7 @@ class SsambaForAudioClassification(SsambaPreTrainedModel):
         """What the head reads (as ``ssamba.downstream.finetune.FinetuneTask.embed``)."""
         pooling = self.config.pooling
         if self.config.layers == "weighted_sum":
-            return [pool_tokens(self.encoder, tokens, pooling, lengths)
-                    for tokens in self.encoder.forward_layers(input_values, lengths=lengths)]
+            return layer_embeddings(self.encoder, input_values, pooling, lengths)
         return pool_tokens(self.encoder, self.encoder.forward_features(input_values, lengths=lengths), pooling, lengths)
 
     def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None,
