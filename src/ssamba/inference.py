@@ -23,14 +23,14 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
 
 from ssamba.audio import list_audio_files, load_audio
 from ssamba.config import check_choice
-from ssamba.errors import AudioError, ConfigError
+from ssamba.errors import AudioError, ConfigError, DataError
 from ssamba.features import FeatureExtractor
 from ssamba.features.extractor import feature_config_for
 from ssamba.models.encoder import POOLINGS as TOKEN_POOLINGS
@@ -356,9 +356,10 @@ def embed_files(files: Sequence[str | Path], model, timestamps: bool = False, ba
                 device: str | None = None, dtype: torch.dtype = torch.float32,
                 skip_errors: bool = False, chunk: int = 64, progress: bool = True,
                 layers: int | Sequence[int] | str | None = None, pooling: str = "mean",
-                window: str = "padded") -> FileEmbeddings:
+                window: str = "padded", read: Callable[[Path], torch.Tensor] = load_audio) -> FileEmbeddings:
     """Embed audio files in order, ``chunk`` files at a time (bounded memory); ``layers``,
-    ``pooling`` and ``window`` as in ``embed``.
+    ``pooling`` and ``window`` as in ``embed``; ``read`` turns an entry of ``files`` into its
+    16 kHz waveform (other sources, e.g. a dataset's rows, name their entries and read them).
 
     An unreadable file raises its ``AudioError`` (naming the file) unless ``skip_errors``,
     in which case it is left out and listed in ``skipped`` with the reason.
@@ -377,9 +378,9 @@ def embed_files(files: Sequence[str | Path], model, timestamps: bool = False, ba
         waves, names = [], []
         for path in map(Path, files[start:start + chunk]):
             try:
-                waves.append(load_audio(path))
+                waves.append(read(path))
                 names.append(path)
-            except AudioError as exc:
+            except (AudioError, DataError) as exc:
                 if not skip_errors:
                     bar.close()
                     raise

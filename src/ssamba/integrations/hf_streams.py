@@ -12,14 +12,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from ssamba.data.audio_folder import AudioCropDataset
 from ssamba.data.seeding import item_seed
-from ssamba.errors import AudioError, DataError
-from ssamba.inference import FileEmbeddings, embed
+from ssamba.errors import DataError
+from ssamba.inference import FileEmbeddings, embed_files
 from ssamba.integrations.hf_datasets import (
     PREFIX,
     HfSource,
@@ -113,26 +112,10 @@ def embed_hf_dataset(source: str, model, timestamps: bool = False, batch_size: i
     """Embeddings of every row of the chosen splits (all of a dataset's train/validation/test), in
     order; ``files`` names each row ``PATH[split][row]``. Labels are not needed: a dataset without
     a label column reads too. Undecodable rows raise unless ``skip_errors`` (then listed in ``skipped``)."""
-    from ssamba.inference import as_encoder
-
-    encoder = as_encoder(model)
     manifest = read_hf_dataset(source, skip_errors=skip_errors, labels_required=False)
-    names, rows, skipped = [], [], [(Path(where), why) for where, why in manifest.skipped]
-    for start in range(0, len(manifest.items), chunk):
-        waves = []
-        for item in manifest.items[start:start + chunk]:
-            try:
-                waves.append(item.audio())
-            except (DataError, AudioError) as exc:
-                if not skip_errors:
-                    raise
-                skipped.append((item.path, str(exc)))
-                continue
-            names.append(item.path)
-        if waves:
-            out = embed(waves, encoder, sample_rate=16000, timestamps=timestamps, batch_size=batch_size,
-                        device=device, dtype=dtype, layers=layers, pooling=pooling)
-            rows.extend(out) if timestamps else rows.append(out)
-    if timestamps:
-        return FileEmbeddings(names, rows, skipped)
-    return FileEmbeddings(names, np.concatenate(rows) if rows else np.zeros((0, 0), np.float32), skipped)
+    audio_of = {item.path: item.audio for item in manifest.items}
+    result = embed_files(list(audio_of), model, timestamps=timestamps, batch_size=batch_size, device=device,
+                         dtype=dtype, skip_errors=skip_errors, chunk=chunk, progress=False, layers=layers,
+                         pooling=pooling, read=lambda path: audio_of[path]())
+    result.skipped = [(Path(where), why) for where, why in manifest.skipped] + result.skipped
+    return result
