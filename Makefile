@@ -26,7 +26,7 @@ NUMERIC_TESTS := tests/test_fbank.py tests/test_scan.py tests/test_models_fused.
 	tests/test_official_parity.py tests/test_layer_outputs.py tests/test_inference.py \
 	tests/test_bimamba_train.py tests/test_scan_export.py tests/test_band_pooling.py tests/test_lengths.py \
 	tests/test_transformers_adapter.py tests/test_native_embed.py tests/test_dynamic_padding.py \
-	tests/test_mixer_groups.py
+	tests/test_mixer_groups.py tests/test_kernel_math.py tests/test_workspace.py
 
 test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

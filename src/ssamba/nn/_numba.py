@@ -259,3 +259,13 @@ def _softplus32(x):
 @njit(fastmath=True, cache=True, error_model="numpy")
 def _sigmoid32(x):
     return _ONE / (_ONE + _exp32(-x))
+
+
+@njit(fastmath=True, cache=True, error_model="numpy")
+def _softplus_sigmoid32(x):
+    """(softplus(x), sigmoid(x)) from one exponential q = e^(-|x|): softplus as ``_softplus32``,
+    sigmoid = 1 / (1 + q) for x >= 0 and q / (1 + q) below (the backward needs both per step)."""
+    q = _exp32(-abs(x))
+    smooth = max(x, _ZERO) + _log1p_unit32(q)
+    sigmoid = (_ONE if x >= _ZERO else q) / (_ONE + q)
+    return (x if x > _SOFTPLUS_THRESHOLD else smooth), sigmoid

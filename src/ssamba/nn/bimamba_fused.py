@@ -34,6 +34,7 @@ from ssamba.nn._numba import (
     SEGMENT,
     _sigmoid32,
     _softplus32,
+    _softplus_sigmoid32,
     _stack_float32,
     launch,
     worker_parts,
@@ -94,22 +95,42 @@ CHUNK = 64   # steps per two-phase chunk of ``_biscan_kernel`` (its stack scratc
 
 
 @njit(fastmath=True, cache=True, error_model="numpy", inline="always")
-def load_chunk(u, delta, D, bias, s, row0, base, first, valid, step0, count, reverse, dts, dtus, skip):
-    """Phase 1 of a chunk: steps ``step0 .. step0+count-1`` of slot ``s`` (in its step order: time
-    t = step, or valid-1-step when ``reverse``) into lane-major stack rows k = step - step0:
-    dts = softplus(delta + bias), dtus = dts·u, skip = D·u. Inert lanes (below ``first``) get zeros."""
-    bias_row, d_row = bias[s, base:base + LANES], D[s, base:base + LANES]
-    for k in range(count):
+def load_steps(u, delta, bias, s, row0, base, first, valid, step0, reverse, dts, dtus, us, sig):
+    """Phase 1 of a chunk (forward) or segment (backward): steps ``step0 .. step0 + count - 1``
+    (count = dts.shape[0]) of slot ``s``, in its step order (time t = step, or valid-1-step when
+    ``reverse``), into lane-major stack rows k = step - step0: dts = softplus(delta + bias),
+    dtus = dts·u, us = u and, unless None, sig = sigmoid(delta + bias) (softplus' derivative, for
+    the backward; both from one exponential). Inert lanes (below ``first``) get zeros."""
+    bias_row = bias[s, base:base + LANES]
+    for k in range(dts.shape[0]):
         step = step0 + k
         row = row0 + (valid - 1 - step if reverse else step)
         u_row, delta_row = u[s, row, base:base + LANES], delta[s, row, base:base + LANES]
         for j in range(LANES):   # lane views indexed from 0: contiguous vector loads, not gathers
             keep = _ONE if j >= first else _ZERO
             ut = u_row[j] * keep
-            dt = _softplus32(delta_row[j] + bias_row[j]) * keep
+            if sig is None:
+                dt = _softplus32(delta_row[j] + bias_row[j]) * keep
+            else:
+                dt, slope = _softplus_sigmoid32(delta_row[j] + bias_row[j])
+                dt *= keep
+                sig[k, j] = slope * keep
             dts[k, j] = dt
             dtus[k, j] = dt * ut
-            skip[k, j] = d_row[j] * ut
+            us[k, j] = ut
+
+
+@njit(fastmath=True, cache=True, error_model="numpy", inline="always")
+def store_lanes(out_row, values, first):
+    """out_row[j] = values[j] for the live lanes j >= ``first`` of a LANES-wide row view: one
+    whole-vector store when all are live (the usual case), else a masked store (the lanes below
+    ``first`` belong to the previous block, maybe another worker's)."""
+    if first == 0:
+        for j in range(LANES):
+            out_row[j] = values[j]
+    else:
+        for j in range(first, LANES):   # unsigned: no negative-index wrap, a plain masked store
+            out_row[np.uint64(j)] = values[j]
 
 
 @njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
@@ -127,11 +148,11 @@ def _biscan_kernel(u, delta, xdbl, A, D, bias, xz, out, L, starts, lengths, R, b
     ``train``: also keep what the backward needs: ``pre_gate`` (like out) receives the sum
     before the gate, ``ckpt`` (2, blocks, ceil(L / SEGMENT), N, LANES) the state before every
     SEGMENT-th step of each direction (in that direction's step order).
-    Computed in chunks of CHUNK steps, two phases each (``load_chunk``): the steps' softplus(delta
-    + bias), dt·u and D·u into stack rows (which cannot alias the inputs, so that loop vectorises
+    Computed in chunks of CHUNK steps, two phases each (``load_steps``): the steps' softplus(delta
+    + bias), dt·u and u into stack rows (which cannot alias the inputs, so that loop vectorises
     with plain loads), then the recurrence reading them from L1. Measured (Zen 5, one thread, one
     mixer at 512 tokens, interleaved, min of 40): 0.218 core-ns per state update, 0.251 with
-    whole-clip heap scratch (``load_direction``).
+    whole-clip heap scratch.
     """
     E = u.shape[2]
     N = A.shape[2]
@@ -141,7 +162,7 @@ def _biscan_kernel(u, delta, xdbl, A, D, bias, xz, out, L, starts, lengths, R, b
         # stack scratch cannot alias the arrays above, so LLVM vectorises the lane loops freely
         dts = carray(_stack_float32(1024), (CHUNK, LANES))      # 1024 = CHUNK · LANES
         dtus = carray(_stack_float32(1024), (CHUNK, LANES))
-        skip = carray(_stack_float32(1024), (CHUNK, LANES))
+        us = carray(_stack_float32(1024), (CHUNK, LANES))
         rates = carray(_stack_float32(1024), (N, LANES))        # 1024 = MAX_STATE · LANES
         h = carray(_stack_float32(1024), (N, LANES))
         y_row = carray(_stack_float32(16), (LANES,))
@@ -156,13 +177,15 @@ def _biscan_kernel(u, delta, xdbl, A, D, bias, xz, out, L, starts, lengths, R, b
             for d in range(2):
                 s = 2 * m + d
                 Bv, Cv = xdbl[s, :, R:R + N], xdbl[s, :, R + N:]
+                d_row = D[s, base:base + LANES]
                 for n in range(N):
                     for j in range(LANES):
                         rates[n, j] = A[s, base + j, n] * (_LOG2E if j >= first else _ZERO)   # 2^(dt·A·log2 e)
                         h[n, j] = _ZERO
                 for step0 in range(0, valid, CHUNK):
                     count = min(CHUNK, valid - step0)
-                    load_chunk(u, delta, D, bias, s, row0, base, first, valid, step0, count, d == 1, dts, dtus, skip)
+                    load_steps(u, delta, bias, s, row0, base, first, valid, step0, d == 1, dts[:count], dtus[:count],
+                               us[:count], None)
                     for k in range(count):
                         step = step0 + k
                         t = step if d == 0 else valid - 1 - step
@@ -171,7 +194,7 @@ def _biscan_kernel(u, delta, xdbl, A, D, bias, xz, out, L, starts, lengths, R, b
                                 for j in range(LANES):
                                     ckpt[d, block, step // SEGMENT, n, j] = h[n, j]
                         for j in range(LANES):
-                            y_row[j] = skip[k, j]
+                            y_row[j] = d_row[j] * us[k, j]
                         scan_step(h, rates, dts, dtus, k, Bv, Cv, row0 + t, y_row)
                         for j in range(LANES):
                             ys[t, j] += y_row[j]
@@ -182,11 +205,8 @@ def _biscan_kernel(u, delta, xdbl, A, D, bias, xz, out, L, starts, lengths, R, b
                     zt = xz[row, zcol + j]
                     y_row[j] = ys[t, j] * zt * _sigmoid32(zt) * _HALF
                 if train:
-                    gate_row = pre_gate[row, ocol:ocol + LANES]
-                    for j in range(first, LANES):
-                        gate_row[np.uint64(j)] = ys[t, j]
-                for j in range(first, LANES):   # unsigned: no negative-index wrap, a plain masked store
-                    out_row[np.uint64(j)] = y_row[j]
+                    store_lanes(pre_gate[row, ocol:ocol + LANES], ys[t], first)
+                store_lanes(out_row, y_row, first)
 
 
 @njit(fastmath=True, cache=True, error_model="numpy", inline="always")
@@ -203,34 +223,6 @@ def block_lanes(block, E):
     e0 = (block - b * blocks_per_clip) * LANES
     base = min(e0, E - LANES)
     return b, base, e0 - base
-
-
-@njit(fastmath=True, cache=True, error_model="numpy", inline="always")
-def load_direction(u, delta, A, D, bias, d, row0, base, first, dts, us, dtus, skip, rates):
-    """Gather direction ``d`` of one block into lane-major scratch: dts, dtus (and ``us`` unless
-    None) (L, LANES), L = the clip's valid tokens (callers pass row slices of longer scratch);
-    adds D·u into ``skip`` unless None; rates (N, LANES) = A.
-    Inert lanes (below ``first``) get zeros: no input, decay 1, zero gradient.
-    """
-    L = dts.shape[0]
-    N = rates.shape[0]
-    bias_row, d_row = bias[d, base:base + LANES], D[d, base:base + LANES]
-    for t in range(L):
-        row = row0 + t
-        u_row, delta_row = u[d, row, base:base + LANES], delta[d, row, base:base + LANES]
-        for j in range(LANES):   # lane views indexed from 0: contiguous vector loads, not gathers
-            keep = _ONE if j >= first else _ZERO
-            ut = u_row[j] * keep
-            dt = _softplus32(delta_row[j] + bias_row[j]) * keep
-            dts[t, j] = dt
-            dtus[t, j] = dt * ut
-            if us is not None:
-                us[t, j] = ut
-            if skip is not None:
-                skip[t, j] += d_row[j] * ut
-    for n in range(N):
-        for j in range(LANES):
-            rates[n, j] = A[d, base + j, n] * (_ONE if j >= first else _ZERO)
 
 
 def _direction_params(mixer, reverse: bool) -> dict[str, torch.Tensor]:

@@ -14,7 +14,7 @@ backward  the same blocks of LANES channels in reverse; states are recomputed pe
 
 Saved for the backward: h (the mixer's input), ``xdbl``, the sum before the gate and the state
 checkpoints; xz, u, delta and y are recomputed (two matmuls, one conv, elementwise work).
-The adjoint recurrence is ``ssamba.nn.scan_fused.adjoint_segments`` (equations there).
+The adjoint recurrence is ``ssamba.nn.scan_fused.adjoint_segment`` (equations there).
 ``reverse=True`` exchanges the two directions' parameters, as in inference.
 """
 
@@ -44,44 +44,54 @@ from ssamba.nn.bimamba_fused import (
     block_lanes,
     clip_rows,
     conv_pre_activation,
-    load_direction,
+    load_steps,
+    store_lanes,
 )
-from ssamba.nn.scan_fused import adjoint_segments
+from ssamba.nn.scan_fused import adjoint_segment, recompute_segment
+from ssamba.nn.workspace import scratch
 
 _F = np.float32
 _HALF = _F(0.5)
 
 
 @njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
-def _biscan_backward_kernel(u, delta, xdbl, A, D, bias, z, pre_gate, dout, ckpt, L, starts, lengths, R, bounds,
-                            du, ddelta, dz, dxdbl_part, dA_ch, dD_ch, dbias_ch):
+def _biscan_backward_kernel(u, delta, xdbl, A, D, bias, xz, pre_gate, dout, ckpt, L, starts, lengths, R, bounds,
+                            du, ddelta, dxz, dxdbl_part, dA_ch, dD_ch, dbias_ch):
     """Gradients of ``_biscan_kernel`` (train mode) for the same blocks of LANES channels
     (clip b: the ``lengths[b]`` rows from ``starts[b]``; L the longest; worker p takes blocks
     ``bounds[p] .. bounds[p+1] - 1``).
 
-    Outputs: du, ddelta (2, rows, E) (ddelta through softplus, w.r.t. the raw delta);
-    dz (rows, E); dxdbl_part (parts, 2, rows, 2N): dB, dC accumulated per worker part
-    (B and C are shared by all channels of a clip; summed by the caller); dA_ch (2, batch, E, N),
-    dD_ch and dbias_ch (2, batch, E): per clip, summed by the caller.
+    z is read from xz's columns E.. as the forward reads it. Outputs: du, ddelta (2, rows, E)
+    (ddelta through softplus, w.r.t. the raw delta); dz into dxz's columns E..; dxdbl_part
+    (parts, 2, rows, 2N): dB, dC accumulated per worker part (B and C are shared by all channels
+    of a clip; summed by the caller); dA_ch (2, batch, E, N), dD_ch and dbias_ch (2, batch, E):
+    per clip, summed by the caller.
+    Per block: the gate once (dLoss/dy, shared by the directions), then per direction one
+    SEGMENT of steps at a time, latest first, in four phases on stack rows that stay in L1/L2:
+    load the steps (``load_steps``), recompute their states from the forward's checkpoint,
+    run the adjoint (``ssamba.nn.scan_fused``), write ddelta and du.
     """
     E = dout.shape[1]
     N = A.shape[2]
     for p in prange(bounds.shape[0] - 1):
-        dts = np.empty((L, LANES), dtype=np.float32)
-        us = np.empty((L, LANES), dtype=np.float32)
-        dtus = np.empty((L, LANES), dtype=np.float32)
         gs = np.empty((L, LANES), dtype=np.float32)       # dLoss/dy, the same for both directions
-        ddts = np.empty((L, LANES), dtype=np.float32)
-        dus = np.empty((L, LANES), dtype=np.float32)
-        rates = carray(_stack_float32(1024), (N, LANES))  # 1024 = MAX_STATE · LANES
+        # 512 = SEGMENT · LANES; 32768 = SEGMENT · MAX_STATE · LANES; 1024 = MAX_STATE · LANES
+        dts = carray(_stack_float32(512), (SEGMENT, LANES))
+        dtus = carray(_stack_float32(512), (SEGMENT, LANES))
+        us = carray(_stack_float32(512), (SEGMENT, LANES))
+        sig = carray(_stack_float32(512), (SEGMENT, LANES))
+        g_steps = carray(_stack_float32(512), (SEGMENT, LANES))
+        ga_sums = carray(_stack_float32(512), (SEGMENT, LANES))
+        lb_sums = carray(_stack_float32(512), (SEGMENT, LANES))
+        decays = carray(_stack_float32(32768), (SEGMENT, N, LANES))
+        ahs = carray(_stack_float32(32768), (SEGMENT, N, LANES))
+        rates = carray(_stack_float32(1024), (N, LANES))
         rates2 = carray(_stack_float32(1024), (N, LANES))
-        seg_states = carray(_stack_float32(33792), (SEGMENT + 1, N, LANES))  # (SEGMENT+1)·MAX_STATE·LANES
-        seg_decays = carray(_stack_float32(32768), (SEGMENT, N, LANES))
+        h = carray(_stack_float32(1024), (N, LANES))
         carry = carray(_stack_float32(1024), (N, LANES))
         dA_acc = carray(_stack_float32(1024), (N, LANES))
-        ddt_row = carray(_stack_float32(16), (LANES,))
+        ddelta_row = carray(_stack_float32(16), (LANES,))
         du_row = carray(_stack_float32(16), (LANES,))
-        lane_out = carray(_stack_float32(16), (LANES,))
         dbias_acc = carray(_stack_float32(16), (LANES,))
         dD_acc = carray(_stack_float32(16), (LANES,))
         d_lanes = carray(_stack_float32(16), (LANES,))
@@ -93,46 +103,55 @@ def _biscan_backward_kernel(u, delta, xdbl, A, D, bias, z, pre_gate, dout, ckpt,
             for t in range(valid):
                 row = row0 + t
                 for j in range(LANES):
-                    zt = z[row, base + j]
+                    zt = xz[row, E + base + j]
                     s = _sigmoid32(zt)
                     go = dout[row, base + j] * (_HALF if j >= first else _ZERO)
-                    lane_out[j] = go * pre_gate[row, base + j] * s * (_ONE + zt * (_ONE - s))
+                    du_row[j] = go * pre_gate[row, base + j] * s * (_ONE + zt * (_ONE - s))
                     gs[t, j] = go * zt * s
-                dz_row = dz[row, base:base + LANES]
-                for j in range(first, LANES):   # a view and unsigned lanes: a masked store, not a scatter
-                    dz_row[np.uint64(j)] = lane_out[j]
+                store_lanes(dxz[row, E + base:E + base + LANES], du_row, first)
             for d in range(2):
-                load_direction(u, delta, A, D, bias, d, row0, base, first, dts[:valid], us[:valid],
-                               dtus[:valid], None, rates)
+                Bv, Cv = xdbl[d, :, R:R + N], xdbl[d, :, R + N:]
+                dBv, dCv = dxdbl[d, :, :N], dxdbl[d, :, N:]
                 for j in range(LANES):
                     d_lanes[j] = D[d, base + j] * (_ONE if j >= first else _ZERO)
-                for n in range(N):
-                    for j in range(LANES):
-                        rates2[n, j] = rates[n, j] * _LOG2E
-                        carry[n, j] = _ZERO
-                        dA_acc[n, j] = _ZERO
-                # 2. the adjoint recurrence (direction 1 runs backwards in time)
-                adjoint_segments(dts[:valid], us[:valid], dtus[:valid], gs[:valid], rates, rates2, d_lanes,
-                                 ckpt[d, block], xdbl[d, :, R:R + N], xdbl[d, :, R + N:], dxdbl[d, :, :N],
-                                 dxdbl[d, :, N:], row0, d == 1, carry, dA_acc, seg_states, seg_decays,
-                                 ddts[:valid], dus[:valid], ddt_row, du_row)
-                # 3. scatter, through softplus (its derivative is the sigmoid) and the bias
-                for j in range(LANES):
                     dbias_acc[j] = _ZERO
                     dD_acc[j] = _ZERO
-                bias_row = bias[d, base:base + LANES]
-                for t in range(valid):
-                    row = row0 + t
-                    delta_row = delta[d, row, base:base + LANES]   # a view: contiguous loads, not gathers
+                for n in range(N):
                     for j in range(LANES):
-                        g = ddts[t, j] * _sigmoid32(delta_row[j] + bias_row[j])  # 0 if inert
-                        lane_out[j] = g
-                        dbias_acc[j] += g
-                        dD_acc[j] += gs[t, j] * us[t, j]
-                    ddelta_row, du_row_out = ddelta[d, row, base:base + LANES], du[d, row, base:base + LANES]
-                    for j in range(first, LANES):
-                        ddelta_row[np.uint64(j)] = lane_out[j]
-                        du_row_out[np.uint64(j)] = dus[t, j]
+                        a_nj = A[d, base + j, n] * (_ONE if j >= first else _ZERO)
+                        rates[n, j] = a_nj
+                        rates2[n, j] = a_nj * _LOG2E      # decay = 2^(dt · A · log2 e)
+                        carry[n, j] = _ZERO
+                        dA_acc[n, j] = _ZERO
+                # 2. one segment at a time, latest first (direction 1 runs backwards in time:
+                # step k of a segment is time s0 + k, or valid - 1 - (s0 + k), B/C row row0 + that time)
+                for seg in range((valid + SEGMENT - 1) // SEGMENT - 1, -1, -1):
+                    s0 = seg * SEGMENT
+                    count = min(SEGMENT, valid - s0)
+                    first_row = row0 + (valid - 1 - s0 if d == 1 else s0)
+                    row_step = -1 if d == 1 else 1
+                    load_steps(u, delta, bias, d, row0, base, first, valid, s0, d == 1, dts[:count], dtus[:count],
+                               us[:count], sig[:count])
+                    for k in range(count):
+                        t = first_row + k * row_step - row0
+                        for j in range(LANES):
+                            g_steps[k, j] = gs[t, j]
+                    recompute_segment(ckpt[d, block, seg], rates2, dts[:count], dtus[:count], g_steps[:count],
+                                      Bv, Cv, dCv, first_row, row_step, decays, ahs, h)
+                    adjoint_segment(rates, dts[:count], dtus[:count], g_steps[:count], Bv, Cv, dBv, first_row,
+                                    row_step, decays, ahs, carry, dA_acc, ga_sums, lb_sums)
+                    # 3. d dt through softplus (its derivative is the sigmoid) and the bias; du; dD
+                    for k in range(count):
+                        row = first_row + k * row_step
+                        for j in range(LANES):
+                            lb_sum = lb_sums[k, j]
+                            g = (ga_sums[k, j] + us[k, j] * lb_sum) * sig[k, j]   # 0 if inert
+                            ddelta_row[j] = g
+                            du_row[j] = g_steps[k, j] * d_lanes[j] + dts[k, j] * lb_sum
+                            dbias_acc[j] += g
+                            dD_acc[j] += g_steps[k, j] * us[k, j]
+                        store_lanes(ddelta[d, row, base:base + LANES], ddelta_row, first)
+                        store_lanes(du[d, row, base:base + LANES], du_row, first)
                 for j in range(first, LANES):
                     dbias_ch[d, b, base + j] = dbias_acc[j]
                     dD_ch[d, b, base + j] = dD_acc[j]
@@ -211,11 +230,10 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 
 def _conv(xz: torch.Tensor, conv_w: torch.Tensor, conv_b: torch.Tensor, starts: np.ndarray,
-          valid: np.ndarray) -> torch.Tensor:
-    """u (2, rows, E) = SiLU(conv) of both directions, from the in_proj output (rows, 2E)."""
-    rows, E = xz.shape[0], conv_w.shape[2]
-    u = xz.new_empty(2, rows, E)
-    launch(_conv_silu_kernel, _np(xz), _np(conv_w), _np(conv_b), _np(u), starts, valid, worker_parts(2 * rows))
+          valid: np.ndarray, u: torch.Tensor) -> torch.Tensor:
+    """u (2, rows, E) = SiLU(conv) of both directions (written into ``u``), from the in_proj output (rows, 2E)."""
+    launch(_conv_silu_kernel, _np(xz), _np(conv_w), _np(conv_b), _np(u), starts, valid,
+           worker_parts(2 * xz.shape[0]))
     return u
 
 
@@ -230,7 +248,7 @@ class BiMambaCore(torch.autograd.Function):
     Saved for the backward: hidden, xdbl, the sum before the gate and the state checkpoints
     (~(D + 2(R+2N) + E)·4 bytes per token); the in_proj output, u, delta and the gated y are
     recomputed (two matmuls, one conv and elementwise work), which keeps training memory near
-    the Transformer's.
+    the Transformer's. Temporaries live in ``ssamba.nn.workspace`` buffers (no page faults).
     """
 
     @staticmethod
@@ -238,11 +256,11 @@ class BiMambaCore(torch.autograd.Function):
         rows, E = hidden.shape[0], conv_w.shape[2]
         R, N = dt_w.shape[1], A.shape[2]
         blocks = len(valid) * ((E + LANES - 1) // LANES)
-        xz = hidden @ in_w.t()                                    # (rows, 2E)
-        u = _conv(xz, conv_w, conv_b, starts, valid)
-        xdbl = torch.bmm(u, x_w)                                  # (2, rows, R + 2N)
-        delta = torch.bmm(xdbl[..., :R], dt_w)                    # (2, rows, E)
-        y = xz.new_empty(rows, E)
+        xz = torch.matmul(hidden, in_w.t(), out=scratch("forward xz", rows, 2 * E))
+        u = _conv(xz, conv_w, conv_b, starts, valid, scratch("forward u", 2, rows, E))
+        xdbl = torch.bmm(u, x_w)                                  # (2, rows, R + 2N), saved
+        delta = torch.bmm(xdbl[..., :R], dt_w, out=scratch("forward delta", 2, rows, E))
+        y = scratch("forward y", rows, E)
         pre_gate = xz.new_empty(rows, E)
         ckpt = xz.new_empty(2, blocks, (length + SEGMENT - 1) // SEGMENT, N, LANES)
         launch(_biscan_kernel, _np(u), _np(delta), _np(xdbl), _np(A), _np(D), _np(dt_b),
@@ -262,20 +280,20 @@ class BiMambaCore(torch.autograd.Function):
         bounds = block_bounds(valid, E)
         parts = bounds.shape[0] - 1
         dout = dout.float().contiguous()
-        xz = hidden @ in_w.t()
+        xz = torch.matmul(hidden, in_w.t(), out=scratch("backward xz", rows, 2 * E))
         z = xz[:, E:]
         d_out_w = dout.t() @ (pre_gate * F.silu(z) * 0.5)        # out_proj's input, recomputed
-        dy = dout @ out_w
-        u = _conv(xz, conv_w, conv_b, starts, valid)
-        delta = torch.bmm(xdbl[..., :R], dt_w)
-        du, ddelta = torch.empty_like(u), torch.empty_like(u)
-        dxz = xz.new_empty(rows, 2 * E)
-        dxdbl_part = xz.new_zeros(parts, 2, rows, 2 * N)
+        dy = torch.matmul(dout, out_w, out=scratch("backward dy", rows, E))
+        u = _conv(xz, conv_w, conv_b, starts, valid, scratch("backward u", 2, rows, E))
+        delta = torch.bmm(xdbl[..., :R], dt_w, out=scratch("backward delta", 2, rows, E))
+        du, ddelta = scratch("backward du", 2, rows, E), scratch("backward ddelta", 2, rows, E)
+        dxz = scratch("backward dxz", rows, 2 * E)
+        dxdbl_part = scratch("backward dxdbl", parts, 2, rows, 2 * N).zero_()
         dA_ch = xz.new_empty(2, batch, E, N)
         dD_ch, dbias_ch = xz.new_empty(2, batch, E), xz.new_empty(2, batch, E)
         launch(_biscan_backward_kernel, _np(u), _np(delta), _np(xdbl), _np(A), _np(D), _np(dt_b),
-                                        _np(z), _np(pre_gate), _np(dy), _np(ckpt), length, starts, valid, R,
-                                        bounds, _np(du), _np(ddelta), _np(dxz)[:, E:], _np(dxdbl_part),
+                                        _np(xz), _np(pre_gate), _np(dy), _np(ckpt), length, starts, valid, R,
+                                        bounds, _np(du), _np(ddelta), _np(dxz), _np(dxdbl_part),
                                         _np(dA_ch), _np(dD_ch), _np(dbias_ch))
         dxdbl = torch.cat([torch.bmm(ddelta, dt_w.transpose(1, 2)), dxdbl_part.sum(0)], dim=-1)
         d_dt_w = torch.bmm(xdbl[..., :R].transpose(1, 2), ddelta)

@@ -103,66 +103,69 @@ def scan_step(h, rates2, dts, dtus, t, Bv, Cv, row, y):
 
 
 @njit(fastmath=True, cache=True, error_model="numpy", inline="always")
-def adjoint_segments(dts, us, dtus, gs, rates, rates2, d_lanes, checkpoints, Bv, Cv, dBv, dCv, row0, reverse,
-                     carry, dA_acc, seg_states, seg_decays, ddts, dus, ddt_row, du_row):
-    """The reverse-time pass of one block of LANES channels (shared by every fused backward).
+def recompute_segment(state, rates2, dts, dtus, gs, Bv, Cv, dCv, row0, row_step, decays, ahs, h):
+    """Reverse pass, phase 1, over one segment of one block (shared by every fused backward): the
+    segment's states again, from ``state`` (N, LANES), the state before its first step.
+
+    Step k (k < count = dts.shape[0]; scratch rows dts, dtus, gs are in step order) reads B/C row
+    ``row0 + k·row_step``. Keeps what the adjoint needs, decays[k] = a_k = 2^(dt_k·rates2) and
+    ahs[k] = a_k·h_{k-1} (N, LANES each), and adds dC[row] += Σ_lanes g_k·h_k (h_k is at hand here).
+    """
+    N = rates2.shape[0]
+    for n in range(N):
+        for j in range(LANES):
+            h[n, j] = state[n, j]
+    for k in range(dts.shape[0]):
+        row = row0 + k * row_step
+        for n in range(N):
+            b_kn = Bv[row, n]
+            sum_c = _ZERO
+            for j in range(LANES):
+                a = _exp2_32(dts[k, j] * rates2[n, j])
+                ah = a * h[n, j]
+                hn = ah + dtus[k, j] * b_kn
+                decays[k, n, j] = a
+                ahs[k, n, j] = ah
+                h[n, j] = hn
+                sum_c += gs[k, j] * hn
+            dCv[row, n] += sum_c
+
+
+@njit(fastmath=True, cache=True, error_model="numpy", inline="always")
+def adjoint_segment(rates, dts, dtus, gs, Bv, Cv, dBv, row0, row_step, decays, ahs, carry, dA_acc, ga_sums, lb_sums):
+    """Reverse pass, phase 2: the adjoint recurrence over the segment of ``recompute_segment``, last step first.
 
     Per channel and state n, with a_t = exp(dt_t·A), h_t = a_t h_{t-1} + dt_t u_t B_t,
     y_t = Σ_n C_t h_t + D u_t and g_t = dLoss/dy_t (``gs``), the state gradient runs backwards,
         λ_t = g_t C_t + a_{t+1} λ_{t+1}     (``carry`` holds a_{t+1} λ_{t+1}; starts as dLoss/dh_L)
-    and gives dA += λ_t a_t h_{t-1} dt_t, d dt_t = Σ_n λ_t (a_t h_{t-1} A + u_t B_t),
-    du_t = D g_t + Σ_n λ_t dt_t B_t, dB_t += Σ_lanes λ_t dt_t u_t, dC_t += Σ_lanes g_t h_t.
-    States are recomputed one SEGMENT at a time (latest first) from ``checkpoints`` (segments, N,
-    LANES), the states before every SEGMENT-th step. Scratch rows are indexed by time t; step s
-    of the recurrence is t = s, or t = L-1-s when ``reverse``; B/C rows are ``row0 + t``.
-    Writes ddts, dus (L, LANES); accumulates dA_acc (N, LANES), dBv, dCv (rows, N).
+    and gives dA += λ_t a_t h_{t-1} dt_t, dB_t += Σ_lanes λ_t dt_t u_t, and
+        d dt_t = Σ_n λ_t a_t h_{t-1} A + u_t Σ_n λ_t B_t,   du_t = D g_t + dt_t Σ_n λ_t B_t.
+    Writes the two sums per step, ga_sums[k] = Σ_n λ a h_{t-1} A and lb_sums[k] = Σ_n λ B (LANES
+    each: one accumulator row per step keeps them in registers over n; the caller forms d dt and du
+    from them); accumulates dA_acc (N, LANES) and dB (rows, N); leaves ``carry`` ready for the
+    previous segment.
     """
-    L = dts.shape[0]
     N = rates.shape[0]
-    for seg in range((L + SEGMENT - 1) // SEGMENT - 1, -1, -1):
-        s0 = seg * SEGMENT
-        s1 = min(L, s0 + SEGMENT)
+    for k in range(dts.shape[0] - 1, -1, -1):
+        row = row0 + k * row_step
+        ga_sum = ga_sums[k]
+        lb_sum = lb_sums[k]
+        for j in range(LANES):
+            ga_sum[j] = _ZERO
+            lb_sum[j] = _ZERO
         for n in range(N):
+            b_kn = Bv[row, n]
+            c_kn = Cv[row, n]
+            sum_b = _ZERO
             for j in range(LANES):
-                seg_states[0, n, j] = checkpoints[seg, n, j]
-        for step in range(s0, s1):
-            t = L - 1 - step if reverse else step
-            k = step - s0
-            for n in range(N):
-                b_tn = Bv[row0 + t, n]
-                for j in range(LANES):
-                    a = _exp2_32(dts[t, j] * rates2[n, j])
-                    seg_decays[k, n, j] = a
-                    seg_states[k + 1, n, j] = a * seg_states[k, n, j] + dtus[t, j] * b_tn
-        for step in range(s1 - 1, s0 - 1, -1):
-            t = L - 1 - step if reverse else step
-            k = step - s0
-            row = row0 + t
-            for j in range(LANES):
-                ddt_row[j] = _ZERO
-                du_row[j] = gs[t, j] * d_lanes[j]
-            for n in range(N):
-                b_tn = Bv[row, n]
-                c_tn = Cv[row, n]
-                sum_b = _ZERO
-                sum_c = _ZERO
-                for j in range(LANES):
-                    dy = gs[t, j]
-                    gn = dy * c_tn + carry[n, j]
-                    a = seg_decays[k, n, j]
-                    sum_c += dy * seg_states[k + 1, n, j]
-                    ga = gn * a * seg_states[k, n, j]
-                    dA_acc[n, j] += ga * dts[t, j]
-                    gb = gn * b_tn
-                    ddt_row[j] += ga * rates[n, j] + us[t, j] * gb
-                    du_row[j] += dts[t, j] * gb
-                    sum_b += gn * dtus[t, j]
-                    carry[n, j] = a * gn
-                dBv[row, n] += sum_b
-                dCv[row, n] += sum_c
-            for j in range(LANES):
-                ddts[t, j] = ddt_row[j]
-                dus[t, j] = du_row[j]
+                lam = gs[k, j] * c_kn + carry[n, j]
+                ga = lam * ahs[k, n, j]
+                ga_sum[j] += ga * rates[n, j]
+                dA_acc[n, j] += ga * dts[k, j]
+                lb_sum[j] += lam * b_kn
+                sum_b += lam * dtus[k, j]
+                carry[n, j] = decays[k, n, j] * lam
+            dBv[row, n] += sum_b
 
 
 @njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
@@ -229,7 +232,7 @@ def _backward_kernel(u, delta, A, Bt, Ct, D, z, bias, ckpt, dout, dlast,
     summed over batch by the caller. dBt_part, dCt_part (parts, batch·G·L, N): one accumulator
     per worker part (B and C are shared by a group's channels), summed over parts by the caller.
     States are recomputed: from the forward kernel's every-SEGMENT-th states (``ckpt``), the
-    reverse pass recomputes one segment at a time into a small buffer that stays in cache. A
+    reverse pass recomputes one segment at a time into small buffers that stay in cache. A
     full forward pass (for y before the gate) runs only when there is a gate z.
     """
     channels, L = u.shape
@@ -249,12 +252,10 @@ def _backward_kernel(u, delta, A, Bt, Ct, D, z, bias, ckpt, dout, dlast,
         rates2 = carray(_stack_float32(1024), (N, LANES))
         h = carray(_stack_float32(1024), (N, LANES))
         checkpoints = np.empty((segments + 1, N, LANES), dtype=np.float32)
-        seg_states = carray(_stack_float32(33792), (SEGMENT + 1, N, LANES))  # (SEGMENT+1)·MAX_STATE·LANES
-        seg_decays = carray(_stack_float32(32768), (SEGMENT, N, LANES))
+        decays = carray(_stack_float32(32768), (SEGMENT, N, LANES))   # SEGMENT·MAX_STATE·LANES
+        ahs = carray(_stack_float32(32768), (SEGMENT, N, LANES))
         carry = carray(_stack_float32(1024), (N, LANES))
         dA_acc = carray(_stack_float32(1024), (N, LANES))
-        ddt_row = carray(_stack_float32(16), (LANES,))
-        du_row = carray(_stack_float32(16), (LANES,))
         d_blk = np.empty(LANES, dtype=np.float32)
         dB = dBt_part[p]
         dC = dCt_part[p]
@@ -304,21 +305,29 @@ def _backward_kernel(u, delta, A, Bt, Ct, D, z, bias, ckpt, dout, dlast,
             for n in range(N):
                 for j in range(LANES):
                     dA_acc[n, j] = _ZERO
-            # 3. reverse recurrence; carry = dLoss/dh_t
-            adjoint_segments(dts, us, dtus, ys, rates, rates2, d_blk, checkpoints, Bt, Ct, dB, dC, row0, False,
-                             carry, dA_acc, seg_states, seg_decays, ddts, dus, ddt_row, du_row)
+            # 3. reverse recurrence, one segment at a time (latest first); carry = dLoss/dh_t.
+            # ddts, dus receive Σ_n λ a h A and Σ_n λ B per step; the scatter forms d dt and du.
+            for seg in range(segments - 1, -1, -1):
+                s0 = seg * SEGMENT
+                s1 = min(L, s0 + SEGMENT)
+                recompute_segment(checkpoints[seg], rates2, dts[s0:s1], dtus[s0:s1], ys[s0:s1], Bt, Ct, dC,
+                                  row0 + s0, 1, decays, ahs, h)
+                adjoint_segment(rates, dts[s0:s1], dtus[s0:s1], ys[s0:s1], Bt, Ct, dB, row0 + s0, 1, decays, ahs,
+                                carry, dA_acc, ddts[s0:s1], dus[s0:s1])
             # 4. scatter per channel, through softplus and the bias
             for j in range(width):
                 ch = ch0 + j
                 bias_e = bias[e0 + j]
                 dbias_acc = _ZERO
+                d_e = d_blk[j]
                 for t in range(L):
-                    g = ddts[t, j]
+                    lb_sum = dus[t, j]
+                    g = ddts[t, j] + us[t, j] * lb_sum
                     if softplus:
                         raw = delta[ch, t] + bias_e
                         g = g * (_ONE if raw > _SOFTPLUS_THRESHOLD else _sigmoid32(raw))
                     ddelta[ch, t] = g
-                    du[ch, t] = dus[t, j]
+                    du[ch, t] = ys[t, j] * d_e + dts[t, j] * lb_sum
                     dbias_acc += g
                 dbias_ch[ch] = dbias_acc
                 for n in range(N):
