@@ -72,6 +72,7 @@ CASES = [
     (2, 5, 20, 2, None, False, False, False, False),   # bare recurrence
     (1, 8, 64, 7, 2, True, True, False, True),         # softplus without bias, G = 2
     (2, 40, 45, 4, 2, True, True, True, True),         # several channel blocks, a partial one
+    (1, 20, 40, 32, None, True, True, True, True),     # N = 32: two 16-state lane-sum tiles
 ]
 
 

@@ -207,6 +207,52 @@ def _stack_float32(typingctx, count):
     return types.CPointer(types.float32)(count), codegen
 
 
+@intrinsic
+def _add_row_sums16(typingctx, tile, first, dest, row, col):
+    """dest[row, col + i] += Σ_j tile[first + i, j] for i < 16, over the 16 lanes j of a
+    C-contiguous (rows, 16) float32 tile.
+
+    The 16 row sums come out of one transposing shuffle tree (pairs of vectors: 15 vector adds and
+    30 shuffles in all) and are added to ``dest`` as one vector: what 16 horizontal sums (4 shuffles
+    and 4 adds each) and 16 scalar read-modify-writes cost otherwise. ``dest``: a 2-D float32
+    array whose last axis has unit stride (the caller checks). Written as LLVM vector IR, which
+    LLVM lowers for any x86 vector width (AVX-512, AVX2, SSE)."""
+    if not (isinstance(tile, types.Array) and tile.ndim == 2 and tile.layout == "C" and tile.dtype == types.float32
+            and isinstance(dest, types.Array) and dest.ndim == 2 and dest.dtype == types.float32
+            and all(isinstance(arg, types.Integer) for arg in (first, row, col))):
+        return None
+
+    def codegen(context, builder, signature, args):
+        tile_type, first_type, dest_type, row_type, col_type = signature.args
+        tile_array = context.make_array(tile_type)(context, builder, args[0])
+        dest_array = context.make_array(dest_type)(context, builder, args[2])
+        first_row, dest_row, dest_col = (context.cast(builder, value, kind, types.intp) for value, kind in
+                                         ((args[1], first_type), (args[3], row_type), (args[4], col_type)))
+        i64, vector = ir.IntType(64), ir.VectorType(ir.FloatType(), 16)
+        start = builder.gep(tile_array.data, [builder.mul(first_row, ir.Constant(i64, 16))])
+        rows = [builder.load(builder.gep(builder.bitcast(start, vector.as_pointer()), [ir.Constant(i64, i)]),
+                             align=4) for i in range(16)]
+        width = 16   # each vector holds 16 / width rows' partial sums, width lanes per row
+        while len(rows) > 1:
+            half = width // 2
+            low = [block * width + lane for block in range(16 // width) for lane in range(half)]
+            high = [index + half for index in low]
+            masks = [ir.Constant(ir.VectorType(ir.IntType(32), 16), lanes + [16 + x for x in lanes])
+                     for lanes in (low, high)]
+            rows = [builder.fadd(builder.shuffle_vector(x, y, masks[0]), builder.shuffle_vector(x, y, masks[1]),
+                                 flags=("fast",)) for x, y in zip(rows[0::2], rows[1::2])]
+            width = half
+        shape = cgutils.unpack_tuple(builder, dest_array.shape, 2)
+        strides = cgutils.unpack_tuple(builder, dest_array.strides, 2)
+        target = cgutils.get_item_pointer2(context, builder, dest_array.data, shape, strides, dest_type.layout,
+                                           [dest_row, dest_col])
+        target = builder.bitcast(target, vector.as_pointer())
+        builder.store(builder.fadd(builder.load(target, align=4), rows[0], flags=("fast",)), target, align=4)
+        return context.get_dummy_value()
+
+    return types.void(tile, first, dest, row, col), codegen
+
+
 @njit(fastmath=True, cache=True, error_model="numpy")
 def _exp32(x):
     """float32 exp, ~1 ulp on the clamped range, written so that loops over it vectorise."""

@@ -90,6 +90,7 @@ def _biscan_backward_kernel(u, delta, xdbl, A, D, bias, xz, pre_gate, dout, ckpt
         h = carray(_stack_float32(1024), (N, LANES))
         carry = carray(_stack_float32(1024), (N, LANES))
         dA_acc = carray(_stack_float32(1024), (N, LANES))
+        tile = carray(_stack_float32(1024), (N, LANES))
         ddelta_row = carray(_stack_float32(16), (LANES,))
         du_row = carray(_stack_float32(16), (LANES,))
         dbias_acc = carray(_stack_float32(16), (LANES,))
@@ -137,9 +138,9 @@ def _biscan_backward_kernel(u, delta, xdbl, A, D, bias, xz, pre_gate, dout, ckpt
                         for j in range(LANES):
                             g_steps[k, j] = gs[t, j]
                     recompute_segment(ckpt[d, block, seg], rates2, dts[:count], dtus[:count], g_steps[:count],
-                                      Bv, Cv, dCv, first_row, row_step, decays, ahs, h)
+                                      Bv, Cv, dCv, first_row, row_step, decays, ahs, h, tile)
                     adjoint_segment(rates, dts[:count], dtus[:count], g_steps[:count], Bv, Cv, dBv, first_row,
-                                    row_step, decays, ahs, carry, dA_acc, ga_sums, lb_sums)
+                                    row_step, decays, ahs, carry, dA_acc, ga_sums, lb_sums, tile)
                     # 3. d dt through softplus (its derivative is the sigmoid) and the bias; du; dD
                     for k in range(count):
                         row = first_row + k * row_step

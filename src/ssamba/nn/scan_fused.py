@@ -39,6 +39,7 @@ from ssamba.nn._numba import (
     LANES,
     MAX_STATE,
     SEGMENT,
+    _add_row_sums16,
     _exp2_32,
     _sigmoid32,
     _softplus32,
@@ -103,13 +104,31 @@ def scan_step(h, rates2, dts, dtus, t, Bv, Cv, row, y):
 
 
 @njit(fastmath=True, cache=True, error_model="numpy", inline="always")
-def recompute_segment(state, rates2, dts, dtus, gs, Bv, Cv, dCv, row0, row_step, decays, ahs, h):
+def add_row_sums(tile, dest, row):
+    """dest[row, n] += Σ_lanes tile[n] for n < N = dest.shape[1] (tile: (N, LANES)): the per-state
+    sums over a block's channels of dB and dC. Sixteen states at a time through one shuffle tree
+    when N is a multiple of 16 and dest's rows are contiguous, else one horizontal sum per state."""
+    N = dest.shape[1]
+    if N % 16 == 0 and dest.strides[1] == 4:
+        for n0 in range(0, N, 16):
+            _add_row_sums16(tile, n0, dest, row, n0)
+    else:
+        for n in range(N):
+            total = _ZERO
+            for j in range(LANES):
+                total += tile[n, j]
+            dest[row, n] += total
+
+
+@njit(fastmath=True, cache=True, error_model="numpy", inline="always")
+def recompute_segment(state, rates2, dts, dtus, gs, Bv, Cv, dCv, row0, row_step, decays, ahs, h, tile):
     """Reverse pass, phase 1, over one segment of one block (shared by every fused backward): the
     segment's states again, from ``state`` (N, LANES), the state before its first step.
 
     Step k (k < count = dts.shape[0]; scratch rows dts, dtus, gs are in step order) reads B/C row
     ``row0 + k·row_step``. Keeps what the adjoint needs, decays[k] = a_k = 2^(dt_k·rates2) and
-    ahs[k] = a_k·h_{k-1} (N, LANES each), and adds dC[row] += Σ_lanes g_k·h_k (h_k is at hand here).
+    ahs[k] = a_k·h_{k-1} (N, LANES each), and adds dC[row] += Σ_lanes g_k·h_k (h_k is at hand here;
+    the lane products go through ``tile`` (N, LANES) to ``add_row_sums``).
     """
     N = rates2.shape[0]
     for n in range(N):
@@ -119,7 +138,6 @@ def recompute_segment(state, rates2, dts, dtus, gs, Bv, Cv, dCv, row0, row_step,
         row = row0 + k * row_step
         for n in range(N):
             b_kn = Bv[row, n]
-            sum_c = _ZERO
             for j in range(LANES):
                 a = _exp2_32(dts[k, j] * rates2[n, j])
                 ah = a * h[n, j]
@@ -127,12 +145,13 @@ def recompute_segment(state, rates2, dts, dtus, gs, Bv, Cv, dCv, row0, row_step,
                 decays[k, n, j] = a
                 ahs[k, n, j] = ah
                 h[n, j] = hn
-                sum_c += gs[k, j] * hn
-            dCv[row, n] += sum_c
+                tile[n, j] = gs[k, j] * hn
+        add_row_sums(tile, dCv, row)
 
 
 @njit(fastmath=True, cache=True, error_model="numpy", inline="always")
-def adjoint_segment(rates, dts, dtus, gs, Bv, Cv, dBv, row0, row_step, decays, ahs, carry, dA_acc, ga_sums, lb_sums):
+def adjoint_segment(rates, dts, dtus, gs, Bv, Cv, dBv, row0, row_step, decays, ahs, carry, dA_acc, ga_sums, lb_sums,
+                    tile):
     """Reverse pass, phase 2: the adjoint recurrence over the segment of ``recompute_segment``, last step first.
 
     Per channel and state n, with a_t = exp(dt_t·A), h_t = a_t h_{t-1} + dt_t u_t B_t,
@@ -142,8 +161,8 @@ def adjoint_segment(rates, dts, dtus, gs, Bv, Cv, dBv, row0, row_step, decays, a
         d dt_t = Σ_n λ_t a_t h_{t-1} A + u_t Σ_n λ_t B_t,   du_t = D g_t + dt_t Σ_n λ_t B_t.
     Writes the two sums per step, ga_sums[k] = Σ_n λ a h_{t-1} A and lb_sums[k] = Σ_n λ B (LANES
     each: one accumulator row per step keeps them in registers over n; the caller forms d dt and du
-    from them); accumulates dA_acc (N, LANES) and dB (rows, N); leaves ``carry`` ready for the
-    previous segment.
+    from them); accumulates dA_acc (N, LANES) and dB (rows, N) (through ``tile``, as dC above);
+    leaves ``carry`` ready for the previous segment.
     """
     N = rates.shape[0]
     for k in range(dts.shape[0] - 1, -1, -1):
@@ -156,16 +175,15 @@ def adjoint_segment(rates, dts, dtus, gs, Bv, Cv, dBv, row0, row_step, decays, a
         for n in range(N):
             b_kn = Bv[row, n]
             c_kn = Cv[row, n]
-            sum_b = _ZERO
             for j in range(LANES):
                 lam = gs[k, j] * c_kn + carry[n, j]
                 ga = lam * ahs[k, n, j]
                 ga_sum[j] += ga * rates[n, j]
                 dA_acc[n, j] += ga * dts[k, j]
                 lb_sum[j] += lam * b_kn
-                sum_b += lam * dtus[k, j]
+                tile[n, j] = lam * dtus[k, j]
                 carry[n, j] = decays[k, n, j] * lam
-            dBv[row, n] += sum_b
+        add_row_sums(tile, dBv, row)
 
 
 @njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
@@ -256,6 +274,7 @@ def _backward_kernel(u, delta, A, Bt, Ct, D, z, bias, ckpt, dout, dlast,
         ahs = carray(_stack_float32(32768), (SEGMENT, N, LANES))
         carry = carray(_stack_float32(1024), (N, LANES))
         dA_acc = carray(_stack_float32(1024), (N, LANES))
+        tile = carray(_stack_float32(1024), (N, LANES))
         d_blk = np.empty(LANES, dtype=np.float32)
         dB = dBt_part[p]
         dC = dCt_part[p]
@@ -311,9 +330,9 @@ def _backward_kernel(u, delta, A, Bt, Ct, D, z, bias, ckpt, dout, dlast,
                 s0 = seg * SEGMENT
                 s1 = min(L, s0 + SEGMENT)
                 recompute_segment(checkpoints[seg], rates2, dts[s0:s1], dtus[s0:s1], ys[s0:s1], Bt, Ct, dC,
-                                  row0 + s0, 1, decays, ahs, h)
+                                  row0 + s0, 1, decays, ahs, h, tile)
                 adjoint_segment(rates, dts[s0:s1], dtus[s0:s1], ys[s0:s1], Bt, Ct, dB, row0 + s0, 1, decays, ahs,
-                                carry, dA_acc, ddts[s0:s1], dus[s0:s1])
+                                carry, dA_acc, ddts[s0:s1], dus[s0:s1], tile)
             # 4. scatter per channel, through softplus and the bias
             for j in range(width):
                 ch = ch0 + j
