@@ -176,6 +176,7 @@ _SOFTPLUS_THRESHOLD = _F(20.0)     # same threshold as torch.nn.functional.softp
 LANES = 16      # channels per block = float32 lanes of one AVX-512 register
 SEGMENT = 32    # backward: states kept every SEGMENT steps, recomputed in between (in cache)
 MAX_STATE = 64  # largest N: the backward keeps per-block state on the stack (sizes below are literal)
+PREFETCH_ROWS = 8   # how many rows ahead the kernels' row walks prefetch (``_prefetch``)
 
 
 @intrinsic
@@ -205,6 +206,34 @@ def _stack_float32(typingctx, count):
         return cgutils.alloca_once(builder, ir.FloatType(), size=size)
 
     return types.CPointer(types.float32)(count), codegen
+
+
+@intrinsic
+def _prefetch(typingctx, array, i, j):
+    """Hint the cache line of array[i, j] (2-D) into the caches (``llvm.prefetch``; no fault, no
+    effect on results). The kernels walk their (rows, channels) arrays down one LANES-wide column
+    block, one cache line per row several KiB apart, a pattern the hardware prefetchers follow
+    poorly when the rows come from memory rather than cache."""
+    if not (isinstance(array, types.Array) and array.ndim == 2 and isinstance(i, types.Integer)
+            and isinstance(j, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        array_type = signature.args[0]
+        data = context.make_array(array_type)(context, builder, args[0])
+        index = [context.cast(builder, value, kind, types.intp) for value, kind in zip(args[1:], signature.args[1:])]
+        pointer = cgutils.get_item_pointer2(context, builder, data.data, cgutils.unpack_tuple(builder, data.shape, 2),
+                                            cgutils.unpack_tuple(builder, data.strides, 2), array_type.layout, index)
+        byte_pointer = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        prefetch = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32]), "llvm.prefetch.p0i8")
+        # read, keep in all cache levels, data cache
+        builder.call(prefetch, [builder.bitcast(pointer, byte_pointer), ir.Constant(i32, 0), ir.Constant(i32, 3),
+                                ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.void(array, i, j), codegen
 
 
 @intrinsic

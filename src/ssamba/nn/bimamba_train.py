@@ -30,7 +30,9 @@ from ssamba.nn._numba import (
     _ONE,
     _ZERO,
     LANES,
+    PREFETCH_ROWS,
     SEGMENT,
+    _prefetch,
     _sigmoid32,
     _stack_float32,
     launch,
@@ -103,6 +105,10 @@ def _biscan_backward_kernel(u, delta, xdbl, A, D, bias, xz, pre_gate, dout, ckpt
             # 1. through the gate: out = pre_gate · SiLU(z) / 2
             for t in range(valid):
                 row = row0 + t
+                ahead = row0 + min(t + PREFETCH_ROWS, valid - 1)
+                _prefetch(xz, ahead, E + base)
+                _prefetch(dout, ahead, base)
+                _prefetch(pre_gate, ahead, base)
                 for j in range(LANES):
                     zt = xz[row, E + base + j]
                     s = _sigmoid32(zt)
