@@ -13,17 +13,14 @@ Not a test; the numbers are only as quiet as the machine.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # as ssamba sets it, before torch loads
+import numba
+import torch
 
-import numba  # noqa: E402
-import torch  # noqa: E402
-
-import ssamba.nn.bimamba_fused as bimamba_fused  # noqa: E402
-from ssamba.models.registry import create_model  # noqa: E402
+import ssamba.nn.bimamba_fused as bimamba_fused
+from ssamba.models.registry import create_model
 
 REAL_SCAN = bimamba_fused._biscan_kernel
 

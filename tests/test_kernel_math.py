@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from numba import njit
 
-from ssamba.nn._numba import _softplus32, _softplus_sigmoid32
+from ssamba.nn._numba import _add_row_sums16, _softplus32, _softplus_sigmoid32
 from tests.tolerances import ELEMENTWISE_ULPS, EPS32
 
 
@@ -37,3 +37,25 @@ def test_softplus_sigmoid_match_float64_and_softplus32():
     assert rel.max().item() <= ELEMENTWISE_ULPS * EPS32, rel.max().item()
     rel = (torch.from_numpy(softplus).double() - want_softplus).abs() / want_softplus.clamp_min(1e-30)
     assert rel.max().item() <= ELEMENTWISE_ULPS * EPS32, rel.max().item()
+
+
+@njit(cache=False)
+def _row_sums_into(tile, first, dest, row, col):
+    _add_row_sums16(tile, first, dest, row, col)
+
+
+def test_row_sums16_adds_each_rows_lane_sum_into_one_destination_row():
+    rng = np.random.default_rng(0)
+    tile = rng.standard_normal((48, 16)).astype(np.float32)
+    storage = rng.standard_normal((2, 9, 70)).astype(np.float32)
+    dest = storage[1, :, 20:52]                       # a strided 2-D view, rows contiguous
+    want = dest.astype(np.float64)
+    want[4, 8:24] += tile[16:32].astype(np.float64).sum(axis=1)
+    before = storage.copy()
+    _row_sums_into(tile, 16, dest, 4, 8)
+    # 16 float32 terms summed in another order, plus the add: a few roundings of the terms' size
+    bound = 16 * EPS32 * np.abs(tile[16:32]).sum(axis=1).max() + EPS32 * np.abs(want).max()
+    assert np.abs(dest - want).max() <= bound
+    untouched = np.ones(storage.shape, dtype=bool)
+    untouched[1, 4, 28:44] = False                    # only dest[4, 8:24] may change
+    np.testing.assert_array_equal(storage[untouched], before[untouched])
