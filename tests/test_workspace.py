@@ -67,3 +67,19 @@ def test_training_steps_reuse_the_mixer_buffers_and_stay_exact():
     second = grads()
     assert all(torch.equal(a, b) for a, b in zip(first, second))
     assert {name: t.data_ptr() for name, t in workspace._BUFFERS.tensors.items()} == pointers
+
+
+def test_inference_buffers_work_under_inference_mode_and_no_grad_alike():
+    """The inference mixer's buffers are first made inside ``torch.inference_mode`` here; they must
+    stay writable under plain ``no_grad`` (an inference-mode tensor would refuse the in-place
+    writes), and the outputs must not depend on which mode made them."""
+    workspace.release()
+    torch.manual_seed(0)
+    model = create_model("ssamba_tiny", depth=2).eval()
+    fbank = torch.randn(2, 64, 128)
+    with torch.inference_mode():
+        first = model.forward_features(fbank).clone()
+    assert "inference u" in workspace._BUFFERS.tensors
+    with torch.no_grad():
+        second = model.forward_features(fbank)
+    assert torch.equal(first, second)

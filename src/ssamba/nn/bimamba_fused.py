@@ -40,6 +40,7 @@ from ssamba.nn._numba import (
     worker_parts,
 )
 from ssamba.nn.scan_fused import scan_step
+from ssamba.nn.workspace import scratch
 
 _F = np.float32
 _HALF = _F(0.5)
@@ -290,17 +291,18 @@ def inference_params(mixer, reverse: bool) -> dict[str, torch.Tensor]:
 def run_mixers(xz: torch.Tensor, params: dict[str, torch.Tensor], starts: np.ndarray, valid: np.ndarray,
                R: int) -> torch.Tensor:
     """Gated scan outputs (rows, mixers·E) from in_proj outputs xz (rows, mixers·2E), params stacked
-    per slot = 2·mixer + direction (``_direction_params``: one mixer's two directions)."""
+    per slot = 2·mixer + direction (``_direction_params``: one mixer's two directions). The result
+    is a ``workspace`` buffer: use it before the next call."""
     rows = xz.shape[0]
     slots, E = params["A"].shape[0], params["A"].shape[1]
-    u = xz.new_empty(slots, rows, E)
+    u = scratch("inference u", slots, rows, E)
     bounds = block_bounds(np.tile(valid, slots // 2), E)
     xz_np = xz.numpy()
     launch(_conv_silu_kernel, xz_np, params["conv_w"].numpy(), params["conv_b"].numpy(), u.numpy(), starts, valid,
            bounds.shape[0] - 1)
-    x_dbl = torch.bmm(u, params["x_w"])                                                # (slots, rows, R+2N)
-    delta = torch.bmm(x_dbl[..., :R], params["dt_w"])                                  # (slots, rows, E)
-    y = xz.new_empty(rows, slots // 2 * E)
+    x_dbl = torch.bmm(u, params["x_w"], out=scratch("inference x_dbl", slots, rows, params["x_w"].shape[2]))
+    delta = torch.bmm(x_dbl[..., :R], params["dt_w"], out=scratch("inference delta", slots, rows, E))
+    y = scratch("inference y", rows, slots // 2 * E)
     launch(_biscan_kernel, u.numpy(), delta.numpy(), x_dbl.numpy(), params["A"].numpy(), params["D"].numpy(),
            params["dt_b"].numpy(), xz_np, y.numpy(), int(valid.max(initial=0)), starts, valid, R, bounds,
            _NO_PRE_GATE, _NO_CKPT, False)
@@ -326,7 +328,8 @@ def bimamba_inference(mixer, hidden: torch.Tensor, reverse: bool = False,
         out = h.new_empty(h.shape[0], d_model)
         for first, last in clip_groups(valid, GROUP_ROWS):
             rows = slice(int(starts[first]), int(starts[last - 1] + valid[last - 1]))
-            xz = torch.matmul(h[rows], mixer.in_proj.weight.t())                          # (rows, 2E)
+            xz = torch.matmul(h[rows], mixer.in_proj.weight.t(),
+                              out=scratch("inference xz", rows.stop - rows.start, mixer.in_proj.weight.shape[0]))
             y = run_mixers(xz, params, starts[first:last] - starts[first], valid[first:last], mixer.dt_rank)
             torch.matmul(y, mixer.out_proj.weight.t(), out=out[rows])
         return scatter_rows(out, keep, batch, length)
