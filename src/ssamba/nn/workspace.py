@@ -11,7 +11,7 @@ Buffers kept here are written again instead.
 A buffer belongs to its ``name`` until the next request for that name in the same thread, so
 each call site uses its own name and drops the tensor before it asks again (the mixers' forward
 and backward and the inference mixer use them only as temporaries). Buffers over
-``MAX_KEPT_BYTES`` are not kept (a 22k-token clip's temporaries would hold ~250 MiB after the call).
+``MAX_KEPT_BYTES`` are not kept (a 22k-token clip's temporaries would hold ~240 MiB after the call).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import threading
 
 import torch
 
-MAX_KEPT_BYTES = 64 << 20   # per buffer: a batch of 2048-token groups is kept, one long clip's are not
+MAX_KEPT_BYTES = 32 << 20   # per buffer: 2048-token inference groups, batch-16 training at 512 tokens; not long clips
 
 
 class _Buffers(threading.local):
