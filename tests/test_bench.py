@@ -60,6 +60,7 @@ def test_cli_writes_valid_json_with_all_fields(tmp_path):
     for row in result["results"]:
         assert not row.get("skipped"), row
         assert len(row["times_s"]) == 2 and len(row["other_cpu_share"]) == 2
+        assert len(row["minor_faults"]) == 2 and all(isinstance(f, int) and f >= 0 for f in row["minor_faults"])
         assert row["min_s"] <= row["median_s"] and row["min_s"] == min(row["times_s"])
         assert row["peak_mem_mib"] >= 0 and row["tokens_per_s"] > 0
         assert row["frames"] == frames_for_tokens(row["spec"]["tokens"])
@@ -201,3 +202,22 @@ def test_import_orders_measured_in_fresh_interpreters():
     for order in ("torch-first", "ssamba-first"):
         assert len(result[order]["times_s"]) == 1 and result[order]["min_s"] > 0
     assert result["ratio"] == pytest.approx(result["torch-first"]["median_s"] / result["ssamba-first"]["median_s"])
+
+
+def test_minor_fault_counter_sees_first_touches_of_fresh_memory():
+    """The bench's per-run page-fault figure counts what it says: writing 32 MiB of memory fresh from
+    the system faults on (about) each of its 4 KiB pages."""
+    import mmap
+
+    from ssamba.bench.measure import _minor_faults
+
+    pages = (32 << 20) // mmap.PAGESIZE
+    region = mmap.mmap(-1, pages * mmap.PAGESIZE)     # anonymous, untouched: no page mapped yet
+    if hasattr(mmap, "MADV_NOHUGEPAGE"):              # transparent huge pages would fault once per 2 MiB
+        region.madvise(mmap.MADV_NOHUGEPAGE)
+    before = _minor_faults()
+    for page in range(pages):
+        region[page * mmap.PAGESIZE] = 1
+    faults = _minor_faults() - before
+    region.close()
+    assert pages * 0.9 <= faults <= pages * 1.5, (faults, pages)

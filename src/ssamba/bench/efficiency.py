@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
@@ -213,9 +214,10 @@ def format_row(row: dict) -> str:
     flag = "  [contended]" if row.get("contended") else ""
     total = f" (total {row['peak_total_mib']:.0f})" if row.get("peak_total_mib") is not None else ""
     clips = f"  {row['clips_per_s']:7.2f} clips/s" if row.get("clips_per_s") else ""
+    faults = f"  {statistics.median(row['minor_faults']):.0f} page faults/run" if row.get("minor_faults") else ""
     return (f"{head}  median {row['median_s']:8.3f} s  min {row['min_s']:8.3f} s  "
             f"peak {row['peak_mem_mib']:8.1f} MiB{total}  {row['tokens_per_s']:9.0f} tok/s{clips}"
-            f"{scan_rate_text(row)}{flag}")
+            f"{scan_rate_text(row)}{faults}{flag}")
 
 
 def scan_rate_text(row: dict) -> str:

@@ -68,6 +68,9 @@ class MeasureResult:
     seconds_audio: float
     times_s: list[float] = field(default_factory=list)
     other_cpu_share: list[float] = field(default_factory=list)
+    # minor page faults of this process per repeat (CPU): first touches of memory the allocator had
+    # handed back to the system; tens of thousands per run cost tens of ms (see nn/workspace.py)
+    minor_faults: list[int] = field(default_factory=list)
     median_s: float | None = None
     min_s: float | None = None
     tokens_per_s: float | None = None
@@ -120,6 +123,11 @@ def _busy_jiffies() -> int:
         fields = f.readline().split()[1:]
     user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
     return user + nice + system + irq + softirq + steal
+
+
+def _minor_faults() -> int:
+    """Minor page faults of this process so far (all its threads)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def _own_cpu_s() -> float:
@@ -264,15 +272,18 @@ def _measure(spec: MeasureSpec, tmp: str | None) -> MeasureResult:
     ncpu = os.cpu_count() or 1
     for _ in range(repeats):
         for attempt in range(spec.retries + 1):
-            busy0, own0, t0 = _busy_jiffies(), _own_cpu_s(), time.perf_counter()
+            busy0, own0, faults0, t0 = _busy_jiffies(), _own_cpu_s(), _minor_faults(), time.perf_counter()
             run()
             wall = time.perf_counter() - t0
+            faults = _minor_faults() - faults0
             busy = (_busy_jiffies() - busy0) / os.sysconf("SC_CLK_TCK")
             other = max(0.0, busy - (_own_cpu_s() - own0)) / (ncpu * wall)
             if other <= spec.max_other_share or attempt == spec.retries:
                 break
         result.times_s.append(wall)
         result.other_cpu_share.append(round(other, 3))
+        if not cuda:
+            result.minor_faults.append(faults)
     result.contended = any(s > spec.max_other_share for s in result.other_cpu_share)
     result.median_s = statistics.median(result.times_s)
     result.min_s = min(result.times_s)
