@@ -33,14 +33,15 @@ _BUFFERS = _Buffers()
 
 
 def scratch(name: str, *shape: int) -> torch.Tensor:
-    """An uninitialised contiguous float32 CPU tensor of ``shape``, reused by later calls with ``name``."""
+    """An uninitialised contiguous float32 CPU tensor of ``shape`` (whatever torch's default dtype and
+    device), reused by later calls with ``name``."""
     numel = math.prod(shape)
     if numel * 4 > MAX_KEPT_BYTES:
-        return torch.empty(shape, dtype=torch.float32)
+        return torch.empty(shape, dtype=torch.float32, device="cpu")
     buffer = _BUFFERS.tensors.get(name)
     if buffer is None or buffer.numel() < numel:
         with torch.inference_mode(False):   # a normal tensor: writable under no_grad and inference_mode alike
-            buffer = _BUFFERS.tensors[name] = torch.empty(numel, dtype=torch.float32)
+            buffer = _BUFFERS.tensors[name] = torch.empty(numel, dtype=torch.float32, device="cpu")
     return buffer[:numel].view(shape)
 
 
