@@ -208,6 +208,14 @@ def _stack_float32(typingctx, count):
     return types.CPointer(types.float32)(count), codegen
 
 
+def _element_pointer(context, builder, array_type, array, indices, index_types):
+    """Codegen: the address of array[indices] (a 2-D numba array value, its strides honoured)."""
+    data = context.make_array(array_type)(context, builder, array)
+    index = [context.cast(builder, value, kind, types.intp) for value, kind in zip(indices, index_types)]
+    return cgutils.get_item_pointer2(context, builder, data.data, cgutils.unpack_tuple(builder, data.shape, 2),
+                                     cgutils.unpack_tuple(builder, data.strides, 2), array_type.layout, index)
+
+
 @intrinsic
 def _prefetch(typingctx, array, i, j):
     """Hint the cache line of array[i, j] (2-D) into the caches (``llvm.prefetch``; no fault, no
@@ -219,11 +227,7 @@ def _prefetch(typingctx, array, i, j):
         return None
 
     def codegen(context, builder, signature, args):
-        array_type = signature.args[0]
-        data = context.make_array(array_type)(context, builder, args[0])
-        index = [context.cast(builder, value, kind, types.intp) for value, kind in zip(args[1:], signature.args[1:])]
-        pointer = cgutils.get_item_pointer2(context, builder, data.data, cgutils.unpack_tuple(builder, data.shape, 2),
-                                            cgutils.unpack_tuple(builder, data.strides, 2), array_type.layout, index)
+        pointer = _element_pointer(context, builder, signature.args[0], args[0], args[1:], signature.args[1:])
         byte_pointer = ir.IntType(8).as_pointer()
         i32 = ir.IntType(32)
         prefetch = cgutils.get_or_insert_function(
@@ -253,12 +257,9 @@ def _add_row_sums16(typingctx, tile, first, dest, row, col):
 
     def codegen(context, builder, signature, args):
         tile_type, first_type, dest_type, row_type, col_type = signature.args
-        tile_array = context.make_array(tile_type)(context, builder, args[0])
-        dest_array = context.make_array(dest_type)(context, builder, args[2])
-        first_row, dest_row, dest_col = (context.cast(builder, value, kind, types.intp) for value, kind in
-                                         ((args[1], first_type), (args[3], row_type), (args[4], col_type)))
         i64, vector = ir.IntType(64), ir.VectorType(ir.FloatType(), 16)
-        start = builder.gep(tile_array.data, [builder.mul(first_row, ir.Constant(i64, 16))])
+        start = _element_pointer(context, builder, tile_type, args[0], [args[1], ir.Constant(i64, 0)],
+                                 [first_type, types.intp])
         rows = [builder.load(builder.gep(builder.bitcast(start, vector.as_pointer()), [ir.Constant(i64, i)]),
                              align=4) for i in range(16)]
         width = 16   # each vector holds 16 / width rows' partial sums, width lanes per row
@@ -271,11 +272,8 @@ def _add_row_sums16(typingctx, tile, first, dest, row, col):
             rows = [builder.fadd(builder.shuffle_vector(x, y, masks[0]), builder.shuffle_vector(x, y, masks[1]),
                                  flags=("fast",)) for x, y in zip(rows[0::2], rows[1::2])]
             width = half
-        shape = cgutils.unpack_tuple(builder, dest_array.shape, 2)
-        strides = cgutils.unpack_tuple(builder, dest_array.strides, 2)
-        target = cgutils.get_item_pointer2(context, builder, dest_array.data, shape, strides, dest_type.layout,
-                                           [dest_row, dest_col])
-        target = builder.bitcast(target, vector.as_pointer())
+        target = builder.bitcast(_element_pointer(context, builder, dest_type, args[2], args[3:], [row_type, col_type]),
+                                 vector.as_pointer())
         builder.store(builder.fadd(builder.load(target, align=4), rows[0], flags=("fast",)), target, align=4)
         return context.get_dummy_value()
 

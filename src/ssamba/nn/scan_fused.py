@@ -264,8 +264,8 @@ def _backward_kernel(u, delta, A, Bt, Ct, D, z, bias, ckpt, dout, dlast,
         us = np.empty((L, LANES), dtype=np.float32)
         dtus = np.empty((L, LANES), dtype=np.float32)
         ys = np.empty((L, LANES), dtype=np.float32)      # y before the gate, then dLoss/dy
-        ddts = np.empty((L, LANES), dtype=np.float32)
-        dus = np.empty((L, LANES), dtype=np.float32)
+        ga_sums = np.empty((L, LANES), dtype=np.float32)   # Σ_n λ a h A per step (adjoint_segment)
+        lb_sums = np.empty((L, LANES), dtype=np.float32)   # Σ_n λ B per step
         rates = carray(_stack_float32(1024), (N, LANES))             # 1024 = MAX_STATE * LANES
         rates2 = carray(_stack_float32(1024), (N, LANES))
         h = carray(_stack_float32(1024), (N, LANES))
@@ -325,14 +325,14 @@ def _backward_kernel(u, delta, A, Bt, Ct, D, z, bias, ckpt, dout, dlast,
                 for j in range(LANES):
                     dA_acc[n, j] = _ZERO
             # 3. reverse recurrence, one segment at a time (latest first); carry = dLoss/dh_t.
-            # ddts, dus receive Σ_n λ a h A and Σ_n λ B per step; the scatter forms d dt and du.
+            # (the scatter below forms d dt and du from adjoint_segment's two per-step sums)
             for seg in range(segments - 1, -1, -1):
                 s0 = seg * SEGMENT
                 s1 = min(L, s0 + SEGMENT)
                 recompute_segment(checkpoints[seg], rates2, dts[s0:s1], dtus[s0:s1], ys[s0:s1], Bt, Ct, dC,
                                   row0 + s0, 1, decays, ahs, h, tile)
                 adjoint_segment(rates, dts[s0:s1], dtus[s0:s1], ys[s0:s1], Bt, Ct, dB, row0 + s0, 1, decays, ahs,
-                                carry, dA_acc, ddts[s0:s1], dus[s0:s1], tile)
+                                carry, dA_acc, ga_sums[s0:s1], lb_sums[s0:s1], tile)
             # 4. scatter per channel, through softplus and the bias
             for j in range(width):
                 ch = ch0 + j
@@ -340,8 +340,8 @@ def _backward_kernel(u, delta, A, Bt, Ct, D, z, bias, ckpt, dout, dlast,
                 dbias_acc = _ZERO
                 d_e = d_blk[j]
                 for t in range(L):
-                    lb_sum = dus[t, j]
-                    g = ddts[t, j] + us[t, j] * lb_sum
+                    lb_sum = lb_sums[t, j]
+                    g = ga_sums[t, j] + us[t, j] * lb_sum
                     if softplus:
                         raw = delta[ch, t] + bias_e
                         g = g * (_ONE if raw > _SOFTPLUS_THRESHOLD else _sigmoid32(raw))
